@@ -1,0 +1,107 @@
+/* librdkafka configuration from the hookd config table and passthrough. */
+#include "hookd/kafka.h"
+#include "hookd/log.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+int hookd_kafka_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *err,
+                    size_t err_size)
+{
+    char why[512];
+    if (rd_kafka_conf_set(conf, name, value, why, sizeof(why)) != RD_KAFKA_CONF_OK) {
+        snprintf(err, err_size, "%s", why);
+        return -1;
+    }
+    return 0;
+}
+
+static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    (void)rk;
+    /* syslog levels: 0-3 error, 4 warning, 5-6 info, 7 debug */
+    int l = level <= 3 ? HOOKD_LOG_ERROR : level == 4 ? HOOKD_LOG_WARN
+            : level <= 6                             ? HOOKD_LOG_INFO
+                                                     : HOOKD_LOG_DEBUG;
+    HOOKD_LOG_AT(l, "kafka facility=%s detail=\"%s\"", fac, buf);
+}
+
+rd_kafka_conf_t *hookd_kafka_conf(const hookd_config_t *cfg, const char *service, char *err,
+                                  size_t err_size)
+{
+    char why[512];
+    char client_id[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (cfg->kafka_client_id[0]) {
+        snprintf(client_id, sizeof(client_id), "%s", cfg->kafka_client_id);
+    } else {
+        char host[128] = "unknown";
+        gethostname(host, sizeof(host) - 1);
+        snprintf(client_id, sizeof(client_id), "%s-%s", service, host);
+    }
+    if (hookd_kafka_set(conf, "bootstrap.servers", cfg->kafka_brokers, why, sizeof(why)) < 0) {
+        snprintf(err, err_size, "invalid HOOKD_KAFKA_BROKERS=%s: %s", cfg->kafka_brokers, why);
+        goto fail;
+    }
+    if (hookd_kafka_set(conf, "client.id", client_id, why, sizeof(why)) < 0) {
+        snprintf(err, err_size, "invalid HOOKD_KAFKA_CLIENT_ID=%s: %s", client_id, why);
+        goto fail;
+    }
+    rd_kafka_conf_set_log_cb(conf, log_cb);
+    for (int i = 0; i < cfg->kafka_props_len; i++) {
+        const hookd_kafka_prop_t *p = &cfg->kafka_props[i];
+        if (hookd_kafka_set(conf, p->name, p->value, why, sizeof(why)) < 0) {
+            snprintf(err, err_size, "invalid %s=%s: %s", p->var, p->secret ? "***" : p->value,
+                     why);
+            goto fail;
+        }
+    }
+    return conf;
+fail:
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+}
+
+int hookd_kafka_check_config(const hookd_config_t *cfg, char *err, size_t err_size)
+{
+    rd_kafka_conf_t *conf = hookd_kafka_conf(cfg, "check", err, err_size);
+    if (!conf) return -1;
+    rd_kafka_conf_destroy(conf);
+    return 0;
+}
+
+bool hookd_kafka_ping(rd_kafka_t *rk, int timeout_ms)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, NULL, &md, timeout_ms);
+    bool ok = e == RD_KAFKA_RESP_ERR_NO_ERROR && md && md->broker_cnt > 0;
+    if (md) rd_kafka_metadata_destroy(md);
+    return ok;
+}
+
+rd_kafka_topic_partition_list_t *hookd_kafka_topic_list(const char *topics)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(4);
+    if (topics[0] == '^') { /* one regex; it may itself contain commas */
+        rd_kafka_topic_partition_list_add(l, topics, RD_KAFKA_PARTITION_UA);
+        return l;
+    }
+    const char *p = topics;
+    while (*p) {
+        size_t n = strcspn(p, ",");
+        while (n > 0 && p[0] == ' ') {
+            p++;
+            n--;
+        }
+        char name[256];
+        size_t k = n < sizeof(name) - 1 ? n : sizeof(name) - 1;
+        memcpy(name, p, k);
+        name[k] = '\0';
+        while (k > 0 && name[k - 1] == ' ') name[--k] = '\0';
+        if (k > 0) rd_kafka_topic_partition_list_add(l, name, RD_KAFKA_PARTITION_UA);
+        p += n;
+        if (*p == ',') p++;
+    }
+    return l;
+}
