@@ -603,7 +603,8 @@ void hookd_config_print_markdown(FILE *out)
             fputc(*t, out);
         }
         if (v->type == CFG_INT) fprintf(out, " %" PRId64 "..%" PRId64, v->min, v->max);
-        fprintf(out, " | `%s` | %s |\n", v->def, v->help);
+        if (v->def[0]) fprintf(out, " | `%s` | %s |\n", v->def, v->help);
+        else fprintf(out, " | | %s |\n", v->help);
     }
     fprintf(out, "| `HOOKD_KAFKA_<PROPERTY>` | both | string | | Passed to librdkafka as "
                  "`<property>` lower-cased with `_` as `.` (e.g. `HOOKD_KAFKA_SASL_MECHANISMS`) |\n");
