@@ -114,7 +114,10 @@ static int full_load(subsync_t *s, PGconn *c)
         }
         PQclear(r);
     }
-    s->cb.end_load(true, s->ud);
+    if (rc == 0 || !s->cb.abort_load)
+        s->cb.end_load(true, s->ud);
+    else
+        s->cb.abort_load(s->ud);
     if (rc == 0) {
         metric_inc(s->m_reloads);
         log_info("subscriptions_loaded count=%ld ms=%lld", rows, (long long)(hookd_mono_ms() - t0));

@@ -28,7 +28,7 @@ typedef struct sub_record {
 } sub_record_t;
 
 /* Callbacks run on the subsync thread. A full load is
- * begin_load(), upsert() for every row, end_load(); a change is upsert() or
+ * begin_load(), upsert() for every row, end_load() (or abort_load()); a change is upsert() or
  * remove() for each id, then end_load(). Records and their strings are only
  * valid during the call: copy what you keep. */
 typedef struct subsync_callbacks {
@@ -36,6 +36,11 @@ typedef struct subsync_callbacks {
     void (*upsert)(const sub_record_t *s, void *ud);
     void (*remove)(const char *id, void *ud);
     void (*end_load)(bool full, void *ud);
+    /* Optional (may be NULL): called instead of end_load(true) when a full
+     * load fails part way (connection lost), so the caller can drop the
+     * partial copy and keep its previous one. When NULL, end_load(true) is
+     * called as before. */
+    void (*abort_load)(void *ud);
 } subsync_callbacks_t;
 
 typedef struct subsync subsync_t;
