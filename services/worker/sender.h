@@ -33,6 +33,12 @@ typedef enum {
  * "timeout", "dns", "connect", "tls", "ssrf", "other". */
 const char *send_class_name(send_class_t c);
 
+/* The class of a finished request from libcurl's result code 'curl_code'
+ * (a CURLcode), the HTTP 'status' (0 when none) and whether an address was
+ * refused by the SSRF rules ('refused'). Used by the sender; exposed for
+ * tests and for callers that classify errors of their own. */
+send_class_t send_classify(int curl_code, int status, bool refused);
+
 typedef struct send_result {
     send_class_t cls;
     int status;              /* HTTP status, 0 when none */
