@@ -17,6 +17,7 @@ typedef struct ingest {
     httpd_t *httpd;
     health_t *health;
     PGconn *api_pg;        /* main-thread connection used by API handlers */
+    struct api *api;       /* the subscription API (api.c) */
     rd_kafka_t *producer;  /* idempotent producer for jobs and the DLQ */
     volatile int stopping; /* set on the first SIGTERM/SIGINT */
 } ingest_t;

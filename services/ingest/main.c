@@ -1,6 +1,7 @@
 /* hookd-ingest: consumes domain events from Kafka, matches them against the
  * subscriptions in PostgreSQL, publishes delivery jobs; serves the API. */
 #include "ingest.h"
+#include "api.h"
 
 #include "hookd/kafka.h"
 #include "hookd/log.h"
@@ -150,6 +151,7 @@ int main(int argc, char **argv)
         goto out;
     }
     httpd_add_standard_routes(ing.httpd, health_ready, ing.health);
+    if (api_register(&ing) < 0) goto out;
     log_info("listening addr=%s port=%d", ing.cfg.http_addr, httpd_port(ing.httpd));
 
     if (event_base_dispatch(ing.base) < 0) goto out;
@@ -157,6 +159,7 @@ int main(int argc, char **argv)
     rc = 0;
 out:
     httpd_free(ing.httpd);
+    api_free(&ing);
     health_stop(ing.health);
     if (ing.producer) {
         rd_kafka_flush(ing.producer, 5000);
