@@ -92,9 +92,36 @@ static const char *shorten(const char *s, size_t max, char *out, size_t out_size
 
 /* ------------------------------------------------------------------ replies */
 
+/* Appends valid JSON 'json' without the whitespace outside strings
+ * (PostgreSQL's json_build_object writes "key" : value). */
+static void append_compact(strbuf_t *b, const char *json)
+{
+    bool in_str = false, esc = false;
+    for (const char *p = json; *p; p++) {
+        char ch = *p;
+        if (in_str) {
+            if (esc)
+                esc = false;
+            else if (ch == '\\')
+                esc = true;
+            else if (ch == '"')
+                in_str = false;
+        } else if (ch == '"') {
+            in_str = true;
+        } else if (ch == ' ' || ch == '\n' || ch == '\t' || ch == '\r') {
+            continue;
+        }
+        strbuf_putc(b, ch);
+    }
+}
+
 void api_reply(api_ctx_t *c, int status, const char *json)
 {
-    http_reply(c->req, status, "application/json", json ? json : "", json ? strlen(json) : 0);
+    strbuf_t b;
+    strbuf_init(&b, json ? strlen(json) + 1 : 1);
+    if (json) append_compact(&b, json);
+    http_reply(c->req, status, "application/json", b.data, b.len);
+    strbuf_free(&b);
 }
 
 void api_error(api_ctx_t *c, int status, const char *code, const char *field, const char *fmt, ...)
@@ -354,7 +381,7 @@ void api_reply_page(api_ctx_t *c, PGresult *r, int limit)
     strbuf_puts(&b, "{\"data\":[");
     for (int i = 0; i < rows; i++) {
         if (i) strbuf_putc(&b, ',');
-        strbuf_puts(&b, PQgetvalue(r, i, 1));
+        append_compact(&b, PQgetvalue(r, i, 1));
     }
     strbuf_printf(&b, "],\"has_more\":%s,\"next_cursor\":", more ? "true" : "false");
     if (more) {
@@ -611,8 +638,11 @@ static int check_field(api_ctx_t *c, const api_field_t *f, json_object *v)
         }
         for (size_t i = 0; i < n; i++) {
             json_object *item = json_object_array_get_idx(v, i);
-            if (!item || check_string(c, item, name, f->max_len, "an array of strings") < 0)
+            if (!item) {
+                api_error(c, 400, "invalid_field", name, "field '%s' must not contain null", name);
                 return -1;
+            }
+            if (check_string(c, item, name, f->max_len, "an array of strings") < 0) return -1;
             if (json_object_get_string_len(item) == 0) {
                 api_error(c, 400, "invalid_field", name,
                           "field '%s' must not contain empty strings", name);
