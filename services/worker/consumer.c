@@ -1,0 +1,397 @@
+/* Jobs topic consumer on the event loop: IO-event wakeups, consume rounds
+ * with a budget, offset trackers per assigned partition, periodic commits,
+ * cooperative rebalances, pause/resume for the memory bound, lag gauges. */
+#include "consumer.h"
+
+#include "delivery.h"
+#include "offsets.h"
+
+#include "hookd/kafka.h"
+#include "hookd/log.h"
+#include "hookd/metrics.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CONSUME_BUDGET 1000 /* messages per round before yielding to the loop */
+#define SAFETY_POLL_MS 100
+
+struct consumer {
+    worker_t *w;
+    rd_kafka_t *rk;
+    rd_kafka_queue_t *queue;
+    int pipe_fd[2];
+    struct event *io_ev, *poll_ev, *commit_ev;
+    offtrack_t **trackers; /* by partition number */
+    metric_t **lag;        /* by partition number */
+    int n_slots;
+    uint64_t next_gen;
+    bool stopped, paused;
+    metric_t *m_commits, *m_commit_errors, *m_paused, *m_rebalances;
+};
+
+static offtrack_t *tracker(const consumer_t *c, int32_t p)
+{
+    return p >= 0 && p < c->n_slots ? c->trackers[p] : NULL;
+}
+
+static void ensure_slot(consumer_t *c, int32_t p)
+{
+    if (p < c->n_slots) return;
+    int n = c->n_slots ? c->n_slots : 16;
+    while (n <= p)
+        n *= 2;
+    c->trackers = realloc(c->trackers, sizeof(*c->trackers) * (size_t)n);
+    c->lag = realloc(c->lag, sizeof(*c->lag) * (size_t)n);
+    if (!c->trackers || !c->lag) abort();
+    for (int i = c->n_slots; i < n; i++) {
+        c->trackers[i] = NULL;
+        c->lag[i] = NULL;
+    }
+    c->n_slots = n;
+}
+
+void consumer_job_done(consumer_t *c, int32_t partition, uint64_t gen, uint64_t seq)
+{
+    offtrack_t *t = tracker(c, partition);
+    if (t && offtrack_gen(t) == gen) offtrack_done(t, seq);
+}
+
+bool consumer_alive(const consumer_t *c, int32_t partition, uint64_t gen)
+{
+    const offtrack_t *t = tracker(c, partition);
+    return t && offtrack_gen(t) == gen;
+}
+
+/* Commits the trackers' positions that moved: all of them, or only the
+ * partitions in 'only'. Returns 0 or -1. */
+static int commit(consumer_t *c, const rd_kafka_topic_partition_list_t *only, bool sync)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
+    for (int p = 0; p < c->n_slots; p++) {
+        offtrack_t *t = c->trackers[p];
+        if (!t) continue;
+        if (only && !rd_kafka_topic_partition_list_find(only, c->w->cfg.jobs_topic, p)) continue;
+        int64_t pos = offtrack_position(t);
+        if (pos < 0 || pos <= offtrack_committed(t)) continue;
+        rd_kafka_topic_partition_list_add(l, c->w->cfg.jobs_topic, p)->offset = pos;
+        offtrack_set_committed(t, pos);
+    }
+    int rc = 0;
+    if (l->cnt > 0) {
+        rd_kafka_resp_err_t e = rd_kafka_commit(c->rk, l, sync ? 0 : 1);
+        metric_inc(c->m_commits);
+        if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            metric_inc(c->m_commit_errors);
+            log_warn("kafka_commit_failed error=\"%s\"", rd_kafka_err2str(e));
+            /* try again next time */
+            for (int i = 0; i < l->cnt; i++) {
+                offtrack_t *t = tracker(c, l->elems[i].partition);
+                if (t) offtrack_set_committed(t, -1);
+            }
+            rc = -1;
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    return rc;
+}
+
+static void on_commit_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    consumer_t *c = arg;
+    commit(c, NULL, false);
+}
+
+static void set_paused(consumer_t *c, bool pause)
+{
+    rd_kafka_topic_partition_list_t *l = NULL;
+    if (rd_kafka_assignment(c->rk, &l) != RD_KAFKA_RESP_ERR_NO_ERROR || !l) return;
+    rd_kafka_resp_err_t e =
+        pause ? rd_kafka_pause_partitions(c->rk, l) : rd_kafka_resume_partitions(c->rk, l);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+        log_warn("kafka_pause_failed pause=%d error=\"%s\"", (int)pause, rd_kafka_err2str(e));
+    rd_kafka_topic_partition_list_destroy(l);
+    c->paused = pause;
+    metric_set(c->m_paused, pause ? 1 : 0);
+    log_info("consumption_%s held=%zu", pause ? "paused" : "resumed", delivery_held(c->w->dlv));
+}
+
+static void update_pause(consumer_t *c)
+{
+    if (c->stopped) return;
+    if (!c->paused && delivery_over_high_water(c->w->dlv))
+        set_paused(c, true);
+    else if (c->paused && delivery_under_low_water(c->w->dlv))
+        set_paused(c, false);
+}
+
+static void log_partitions(const char *what, const rd_kafka_topic_partition_list_t *parts)
+{
+    char buf[512];
+    size_t o = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < parts->cnt && o + 16 < sizeof(buf); i++)
+        o += (size_t)snprintf(buf + o, sizeof(buf) - o, "%s%d", i ? "," : "",
+                              (int)parts->elems[i].partition);
+    log_info("%s partitions=%s", what, buf);
+}
+
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    consumer_t *c = opaque;
+    bool coop = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    rd_kafka_error_t *e = NULL;
+    metric_inc(c->m_rebalances);
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        for (int i = 0; i < parts->cnt; i++) {
+            int32_t p = parts->elems[i].partition;
+            ensure_slot(c, p);
+            offtrack_free(c->trackers[p]);
+            c->trackers[p] = offtrack_new(p, ++c->next_gen);
+        }
+        log_partitions("partitions_assigned", parts);
+        if (coop) {
+            e = rd_kafka_incremental_assign(rk, parts);
+        } else {
+            rd_kafka_resp_err_t r = rd_kafka_assign(rk, parts);
+            if (r) log_error("kafka_assign_failed error=\"%s\"", rd_kafka_err2str(r));
+        }
+        if (c->paused) rd_kafka_pause_partitions(rk, parts);
+    } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
+        bool lost = rd_kafka_assignment_lost(rk);
+        log_partitions(lost ? "partitions_lost" : "partitions_revoked", parts);
+        if (!lost) commit(c, parts, true); /* what is done stays done */
+        for (int i = 0; i < parts->cnt; i++) {
+            int32_t p = parts->elems[i].partition;
+            offtrack_t *t = tracker(c, p);
+            if (!t) continue;
+            c->trackers[p] = NULL;
+            delivery_drop_partition(c->w->dlv, p, offtrack_gen(t));
+            offtrack_free(t);
+            if (c->lag[p]) metric_set(c->lag[p], 0);
+        }
+        if (coop) {
+            e = rd_kafka_incremental_unassign(rk, parts);
+        } else {
+            rd_kafka_resp_err_t r = rd_kafka_assign(rk, NULL);
+            if (r) log_error("kafka_assign_failed error=\"%s\"", rd_kafka_err2str(r));
+        }
+    } else {
+        log_error("kafka_rebalance_failed error=\"%s\"", rd_kafka_err2str(err));
+        rd_kafka_resp_err_t r = rd_kafka_assign(rk, NULL);
+        if (r) log_error("kafka_assign_failed error=\"%s\"", rd_kafka_err2str(r));
+    }
+    if (e) {
+        log_error("kafka_assign_failed error=\"%s\"", rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+    }
+}
+
+static void consume_round(consumer_t *c)
+{
+    if (c->stopped) return;
+    int n = 0;
+    while (n < CONSUME_BUDGET) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, 0);
+        if (!m) break;
+        if (m->err) {
+            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                log_warn("kafka_consume_error error=\"%s\"", rd_kafka_message_errstr(m));
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        offtrack_t *t = tracker(c, m->partition);
+        if (t) {
+            uint64_t seq = offtrack_add(t, m->offset);
+            if (!delivery_consumed(c->w->dlv, m->payload, m->len, m->partition, offtrack_gen(t),
+                                   seq))
+                offtrack_done(t, seq);
+        }
+        rd_kafka_message_destroy(m);
+        n++;
+        if (c->stopped) break; /* a rebalance callback may have run */
+    }
+    delivery_round_end(c->w->dlv);
+    update_pause(c);
+    if (n >= CONSUME_BUDGET) event_active(c->io_ev, EV_READ, 0); /* more after other events */
+}
+
+static void on_io(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    char buf[64];
+    while (read(fd, buf, sizeof(buf)) > 0) {
+    }
+    consume_round(arg);
+}
+
+static void on_poll_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    consume_round(arg);
+    update_pause(arg);
+}
+
+static void on_render(void *ud)
+{
+    consumer_t *c = ud;
+    for (int p = 0; p < c->n_slots; p++) {
+        offtrack_t *t = c->trackers[p];
+        if (!t) continue;
+        int64_t lo = 0, hi = 0;
+        if (rd_kafka_get_watermark_offsets(c->rk, c->w->cfg.jobs_topic, p, &lo, &hi) !=
+                RD_KAFKA_RESP_ERR_NO_ERROR ||
+            hi < 0)
+            continue;
+        int64_t pos = offtrack_position(t);
+        if (pos < 0) pos = offtrack_committed(t);
+        if (pos < 0) continue;
+        if (!c->lag[p]) {
+            char labels[32];
+            snprintf(labels, sizeof(labels), "partition=\"%d\"", p);
+            c->lag[p] = metrics_gauge("hookd_consumer_lag",
+                                      "Jobs not yet done behind the partition's end", labels);
+        }
+        metric_set(c->lag[p], (double)(hi > pos ? hi - pos : 0));
+    }
+}
+
+/* librdkafka settings of the worker, unless HOOKD_KAFKA_* sets them. */
+static int set_default(const hookd_config_t *cfg, rd_kafka_conf_t *conf, const char *name,
+                       const char *value, char *err, size_t err_size)
+{
+    for (int i = 0; i < cfg->kafka_props_len; i++)
+        if (strcmp(cfg->kafka_props[i].name, name) == 0) return 0;
+    return hookd_kafka_set(conf, name, value, err, err_size);
+}
+
+static rd_kafka_t *new_client(consumer_t *c)
+{
+    char err[512];
+    const hookd_config_t *cfg = &c->w->cfg;
+    rd_kafka_conf_t *conf = hookd_kafka_conf(cfg, "hookd-worker", err, sizeof(err));
+    if (!conf) {
+        log_error("kafka_config_failed error=\"%s\"", err);
+        return NULL;
+    }
+    /* fixed: the offset/durability contract depends on them */
+    if (hookd_kafka_set(conf, "group.id", cfg->worker_group, err, sizeof(err)) < 0 ||
+        hookd_kafka_set(conf, "isolation.level", "read_committed", err, sizeof(err)) < 0 ||
+        hookd_kafka_set(conf, "enable.auto.commit", "false", err, sizeof(err)) < 0 ||
+        hookd_kafka_set(conf, "enable.auto.offset.store", "false", err, sizeof(err)) < 0 ||
+        /* defaults an operator may override */
+        set_default(cfg, conf, "partition.assignment.strategy", "cooperative-sticky", err,
+                    sizeof(err)) < 0 ||
+        set_default(cfg, conf, "auto.offset.reset", "earliest", err, sizeof(err)) < 0 ||
+        set_default(cfg, conf, "fetch.wait.max.ms", "100", err, sizeof(err)) < 0 ||
+        set_default(cfg, conf, "queued.max.messages.kbytes", "8192", err, sizeof(err)) < 0 ||
+        set_default(cfg, conf, "queued.min.messages", "10000", err, sizeof(err)) < 0) {
+        rd_kafka_conf_destroy(conf);
+        log_error("kafka_config_failed error=\"%s\"", err);
+        return NULL;
+    }
+    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+    rd_kafka_conf_set_opaque(conf, c);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        log_error("kafka_consumer_failed error=\"%s\"", err);
+    }
+    return rk;
+}
+
+consumer_t *consumer_new(worker_t *w)
+{
+    consumer_t *c = calloc(1, sizeof(*c));
+    if (!c) abort();
+    c->w = w;
+    c->pipe_fd[0] = c->pipe_fd[1] = -1;
+    c->m_commits = metrics_counter("hookd_worker_commits_total", "Offset commits of the jobs topic",
+                                   NULL);
+    c->m_commit_errors = metrics_counter("hookd_worker_commit_errors_total",
+                                         "Failed offset commits (retried)", NULL);
+    c->m_paused = metrics_gauge("hookd_worker_consumption_paused",
+                                "1 while consumption is paused by the memory bound", NULL);
+    c->m_rebalances = metrics_counter("hookd_worker_rebalances_total",
+                                      "Partition assignments and revocations", NULL);
+    if (!(c->rk = new_client(c))) goto fail;
+    w->consumer = c->rk;
+    rd_kafka_resp_err_t e = rd_kafka_poll_set_consumer(c->rk);
+    if (e) {
+        log_error("kafka_consumer_failed error=\"%s\"", rd_kafka_err2str(e));
+        goto fail;
+    }
+    if (pipe(c->pipe_fd) < 0) goto fail;
+    for (int i = 0; i < 2; i++) {
+        int fl = fcntl(c->pipe_fd[i], F_GETFL);
+        if (fl < 0 || fcntl(c->pipe_fd[i], F_SETFL, fl | O_NONBLOCK) < 0) goto fail;
+    }
+    c->queue = rd_kafka_queue_get_consumer(c->rk);
+    if (!c->queue) goto fail;
+    rd_kafka_queue_io_event_enable(c->queue, c->pipe_fd[1], "1", 1);
+    c->io_ev = event_new(w->base, c->pipe_fd[0], EV_READ | EV_PERSIST, on_io, c);
+    c->poll_ev = event_new(w->base, -1, EV_PERSIST, on_poll_timer, c);
+    c->commit_ev = event_new(w->base, -1, EV_PERSIST, on_commit_timer, c);
+    struct timeval tp = {0, SAFETY_POLL_MS * 1000};
+    int64_t ci = w->cfg.commit_interval_ms;
+    struct timeval tc = {ci / 1000, (ci % 1000) * 1000};
+    if (!c->io_ev || !c->poll_ev || !c->commit_ev || event_add(c->io_ev, NULL) < 0 ||
+        event_add(c->poll_ev, &tp) < 0 || event_add(c->commit_ev, &tc) < 0)
+        goto fail;
+    rd_kafka_topic_partition_list_t *topics = hookd_kafka_topic_list(w->cfg.jobs_topic);
+    e = rd_kafka_subscribe(c->rk, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    if (e) {
+        log_error("kafka_subscribe_failed topic=%s error=\"%s\"", w->cfg.jobs_topic,
+                  rd_kafka_err2str(e));
+        goto fail;
+    }
+    metrics_on_render(on_render, c);
+    log_info("consumer_started topic=%s group=%s", w->cfg.jobs_topic, w->cfg.worker_group);
+    return c;
+fail:
+    consumer_close(c);
+    return NULL;
+}
+
+void consumer_stop(consumer_t *c)
+{
+    c->stopped = true;
+}
+
+void consumer_commit_sync(consumer_t *c)
+{
+    commit(c, NULL, true);
+}
+
+void consumer_close(consumer_t *c)
+{
+    if (!c) return;
+    c->stopped = true;
+    if (c->io_ev) event_free(c->io_ev);
+    if (c->poll_ev) event_free(c->poll_ev);
+    if (c->commit_ev) event_free(c->commit_ev);
+    if (c->rk) {
+        commit(c, NULL, true);
+        if (c->queue) rd_kafka_queue_io_event_enable(c->queue, -1, NULL, 0);
+        rd_kafka_resp_err_t e = rd_kafka_consumer_close(c->rk);
+        if (e) log_warn("kafka_close_failed error=\"%s\"", rd_kafka_err2str(e));
+        if (c->queue) rd_kafka_queue_destroy(c->queue);
+        rd_kafka_destroy(c->rk);
+        c->w->consumer = NULL;
+    }
+    for (int p = 0; p < c->n_slots; p++)
+        offtrack_free(c->trackers[p]);
+    free(c->trackers);
+    free(c->lag);
+    if (c->pipe_fd[0] >= 0) close(c->pipe_fd[0]);
+    if (c->pipe_fd[1] >= 0) close(c->pipe_fd[1]);
+    free(c);
+}

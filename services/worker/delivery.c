@@ -1,0 +1,1068 @@
+/* Delivery: the life of a job from consumption to a durable outcome -
+ * dedup, subscription check, grey-list verdict, batching into requests,
+ * signing and sending, outcome rows, retries and grey-list updates. */
+#include "delivery.h"
+
+#include "consumer.h"
+#include "dedup.h"
+#include "formats.h"
+#include "scheduler.h"
+#include "sender.h"
+#include "subcache.h"
+
+#include "hookd/json.h"
+#include "hookd/log.h"
+#include "hookd/metrics.h"
+#include "hookd/util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Memory bound: consumption pauses above these and resumes below 3/4. */
+#define HELD_MAX_JOBS 20000
+#define HELD_MAX_BYTES (16u << 20)
+#define EXCERPT_MAX 1024
+
+enum {
+    TAG_LOOKUP = 1, /* dedup lookup of consumed jobs (jobs[]) */
+    TAG_FETCH,      /* subscription re-read for jobs[] */
+    TAG_REQUEST,    /* outcome rows of a request (ctx = request) */
+    TAG_PLAIN,      /* outcome rows without a request (cancellations) */
+    TAG_PARK,       /* grey-list parking (ctx = endpoint) */
+    TAG_ENDPOINT,   /* grey-list update (ctx = endpoint) */
+    TAG_NONE,       /* nothing to do on completion */
+};
+
+typedef enum { OC_SUCCESS, OC_FAILURE, OC_FAILED, OC_GONE, OC__COUNT } outcome_t;
+static const char *outcome_names[OC__COUNT] = {"success", "failure", "failed", "gone"};
+
+typedef struct request {
+    struct request *prev, *next; /* every live request */
+    struct delivery *d;
+    endpoint_t *ep;
+    wjob_t *jobs; /* linked by next, in order */
+    wjob_t *jobs_tail;
+    int n;
+    bool probe;
+    bool in_sender; /* the sender's done callback is still due */
+    strbuf_t body;
+    char webhook_id[SIGN_JOB_ID_LEN + 1];
+} request_t;
+
+struct delivery {
+    worker_t *w;
+    batcher_t *b;
+    int threshold;
+    size_t held, held_bytes;
+    bool pressure;       /* windows ignored: memory is tight */
+    int unconfirmed;     /* requests started whose outcome is not durable yet */
+    int http_inflight;   /* requests the sender has */
+    int ops_pending;     /* our store operations not back yet */
+    store_op_t *lookup;  /* filled during a consume round */
+    store_op_t *fetch;   /* subscription re-reads waiting to be sent */
+    request_t *requests; /* live requests */
+    job_t *scratch;      /* decoded jobs of the request being built */
+    const job_t **scratch_ptrs;
+    int scratch_cap;
+    uint64_t rng;
+    bool stopping, abandoned;
+    /* metrics */
+    metric_t *m_consumed, *m_invalid, *m_duplicates, *m_cancelled, *m_retries, *m_parked,
+        *m_inflight, *m_held, *m_event_latency, *m_job_latency, *m_batch;
+    metric_t *m_deliveries[OC__COUNT][SEND__COUNT];
+    metric_t *m_requests[SEND__COUNT];
+    metric_t *m_duration[OC__COUNT];
+};
+
+static void submit(delivery_t *d, store_op_t *op, int tag, void *ctx)
+{
+    op->tag = tag;
+    op->ctx = ctx;
+    d->ops_pending++;
+    store_submit(d->w->store, op);
+}
+
+/* ---------------------------------------------------------------- held jobs */
+
+static void update_pressure(delivery_t *d)
+{
+    if (!d->pressure && delivery_over_high_water(d)) {
+        d->pressure = true;
+        batcher_set_flush_all(d->b, true);
+    } else if (d->pressure && delivery_under_low_water(d)) {
+        d->pressure = false;
+        batcher_set_flush_all(d->b, d->stopping);
+    }
+}
+
+static void hold(delivery_t *d, wjob_t *j)
+{
+    dedup_hold(d->w->dedup, j);
+    d->held++;
+    d->held_bytes += wjob_size(j);
+    update_pressure(d);
+}
+
+/* Forgets a held job without marking it done. */
+static void release(delivery_t *d, wjob_t *j)
+{
+    dedup_unhold(d->w->dedup, j);
+    d->held--;
+    d->held_bytes -= wjob_size(j);
+    wjob_free(j);
+    update_pressure(d);
+}
+
+/* The job is terminal or durably parked: remember its id, let its offset
+ * be committed, forget it. */
+static void finalize(delivery_t *d, wjob_t *j)
+{
+    dedup_add_finished(d->w->dedup, j->id);
+    if (j->source == WJOB_KAFKA) consumer_job_done(d->w->cons, j->partition, j->gen, j->seq);
+    release(d, j);
+}
+
+static bool alive(const delivery_t *d, const wjob_t *j)
+{
+    return j->source != WJOB_KAFKA || consumer_alive(d->w->cons, j->partition, j->gen);
+}
+
+static uint64_t next_random(delivery_t *d)
+{
+    uint64_t x = d->rng; /* xorshift64* */
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    d->rng = x;
+    return x * 2685821657736338717ULL;
+}
+
+/* Makes room for 'n' decoded jobs (pointers into the scratch stay valid
+ * until the next call that grows it). */
+static void scratch_reserve(delivery_t *d, int n)
+{
+    if (n <= d->scratch_cap) return;
+    int cap = d->scratch_cap ? d->scratch_cap : 16;
+    while (cap < n)
+        cap *= 2;
+    d->scratch = realloc(d->scratch, sizeof(*d->scratch) * (size_t)cap);
+    d->scratch_ptrs = realloc(d->scratch_ptrs, sizeof(*d->scratch_ptrs) * (size_t)cap);
+    if (!d->scratch || !d->scratch_ptrs) abort();
+    d->scratch_cap = cap;
+    for (int i = 0; i < cap; i++)
+        d->scratch_ptrs[i] = &d->scratch[i];
+}
+
+/* Decodes 'j' into scratch slot 'i'. NULL if it does not decode. */
+static const job_t *decode_into(delivery_t *d, int i, const wjob_t *j)
+{
+    char err[128];
+    scratch_reserve(d, i + 1);
+    if (job_decode(j->data, j->len, &d->scratch[i], err, sizeof(err)) < 0) return NULL;
+    /* a redelivery row carries its own id; the message may hold the old one */
+    memcpy(d->scratch[i].id, j->id, sizeof(j->id));
+    d->scratch_ptrs[i] = &d->scratch[i];
+    return &d->scratch[i];
+}
+
+/* ---------------------------------------------------------------- outcomes */
+
+static store_row_t *row_for(store_op_t *op, wjob_t *j)
+{
+    store_row_t *r = store_op_add_row(op);
+    r->job = j;
+    r->attempt = j->attempt;
+    r->unpark = j->source == WJOB_PARKED;
+    return r;
+}
+
+static bool log_all(const delivery_t *d)
+{
+    return d->w->cfg.delivery_log == DELIVERY_LOG_ALL;
+}
+
+static bool log_failures(const delivery_t *d)
+{
+    return d->w->cfg.delivery_log != DELIVERY_LOG_NONE;
+}
+
+static void submit_endpoint(delivery_t *d, endpoint_t *ep, store_ep_action_t action, bool probe,
+                            const char *cls, int status, const char *error)
+{
+    store_op_t *op = store_op_new(STORE_ENDPOINT);
+    snprintf(op->endpoint_id, sizeof(op->endpoint_id), "%s", ep->id);
+    op->action = action;
+    op->probe = probe;
+    op->error_class = cls;
+    op->status = status;
+    snprintf(op->error, sizeof(op->error), "%s", error ? error : "");
+    if (action == STORE_EP_FAILURE) ep->gl.pending_failures++;
+    ep->refs++;
+    submit(d, op, TAG_ENDPOINT, ep);
+}
+
+/* Cancels a job whose subscription is gone or inactive. */
+static void cancel(delivery_t *d, wjob_t *j, const char *why)
+{
+    log_info("job_cancelled job_id=%s subscription_id=%s reason=%s", j->id, j->sub_id, why);
+    metric_inc(d->m_cancelled);
+    if (j->probe) {
+        endpoint_t *ep = batcher_endpoint(d->b, j->ep_id, true);
+        submit_endpoint(d, ep, STORE_EP_PROBE_RELEASE, true, NULL, 0, NULL);
+    }
+    store_op_t *op = store_op_new(STORE_OUTCOME);
+    store_row_t *r = row_for(op, j);
+    r->finish = "cancelled";
+    r->outcome = log_failures(d) ? "cancelled" : NULL;
+    submit(d, op, TAG_PLAIN, NULL);
+}
+
+/* Parks jobs (a list) of a grey-listed or draining endpoint in parked_jobs. */
+static void park_list(delivery_t *d, endpoint_t *ep, wjob_t *list)
+{
+    if (!list) return;
+    store_op_t *op = store_op_new(STORE_OUTCOME);
+    int n = 0;
+    for (wjob_t *j = list, *next; j; j = next) {
+        next = j->next;
+        j->next = NULL;
+        store_row_t *r = store_op_add_row(op);
+        r->job = j;
+        r->attempt = j->attempt;
+        r->park_reason = "greylist";
+        r->park_attempt = j->attempt;
+        r->outcome = log_all(d) ? "parked" : NULL;
+        n++;
+    }
+    metric_add(d->m_parked, n);
+    ep->gl.park_ops++;
+    ep->gl.park_epoch++;
+    ep->refs++;
+    submit(d, op, TAG_PARK, ep);
+}
+
+/* Whether a job queued at 'ep' must be parked now. */
+static bool must_park(const delivery_t *d, const endpoint_t *ep, const wjob_t *j)
+{
+    return greylist_verdict(&ep->gl, d->threshold, j->source == WJOB_PARKED) == GL_PARK;
+}
+
+/* After a grey-list state change: parks what must not wait in memory. */
+static void park_queued(delivery_t *d, endpoint_t *ep)
+{
+    wjob_t *park = NULL, **tail = &park, *prev = NULL;
+    for (wjob_t *j = ep->head, *next; j; j = next) {
+        next = j->next;
+        if (must_park(d, ep, j)) {
+            batcher_unlink(ep, prev, j);
+            *tail = j;
+            tail = &j->next;
+        } else {
+            prev = j;
+        }
+    }
+    park_list(d, ep, park);
+}
+
+static void apply_state(delivery_t *d, endpoint_t *ep, const greylist_row_t *row)
+{
+    bool was_grey = ep->gl.until_ms != 0;
+    if (greylist_apply_row(&ep->gl, row)) {
+        char until[40];
+        hookd_format_time(ep->gl.until_ms, until, sizeof(until));
+        log_warn("endpoint_greylisted endpoint_id=%s level=%d failures=%d until=%s", ep->id,
+                 ep->gl.level, ep->gl.failures, until);
+    } else if (was_grey && ep->gl.until_ms == 0) {
+        log_info("endpoint_recovered endpoint_id=%s draining=%s", ep->id,
+                 ep->gl.draining ? "true" : "false");
+    }
+    if (ep->head) park_queued(d, ep);
+    batcher_check(d->b, ep);
+}
+
+/* Copies up to EXCERPT_MAX bytes keeping only valid UTF-8 (the column is
+ * text): invalid bytes become '?', NULs are dropped. */
+static char *excerpt_copy(const char *p, size_t len)
+{
+    size_t n = len < EXCERPT_MAX ? len : EXCERPT_MAX, o = 0;
+    char *out = malloc(n + 1);
+    if (!out) abort();
+    for (size_t i = 0; i < n;) {
+        unsigned char c = (unsigned char)p[i];
+        size_t l = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        if (c == 0) {
+            i++;
+        } else if (l == 0 || i + l > n || !json_utf8_valid(p + i, l)) {
+            out[o++] = '?';
+            i++;
+        } else {
+            memcpy(out + o, p + i, l);
+            o += l;
+            i += l;
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* The outcome of one request (from the sender, or made up when it could
+ * not be posted): rows for every job, retry or terminal state, grey-list
+ * update, 410 deactivation. */
+static void on_result(delivery_t *d, request_t *req, const send_result_t *r)
+{
+    endpoint_t *ep = req->ep;
+    const worker_t *w = d->w;
+    d->http_inflight--;
+    ep->inflight--;
+    req->in_sender = false;
+    strbuf_free(&req->body);
+
+    outcome_t oc = r->cls == SEND_SUCCESS ? OC_SUCCESS : r->cls == SEND_GONE ? OC_GONE : OC_FAILURE;
+    metric_inc(d->m_requests[r->cls]);
+    metric_observe(d->m_duration[oc], (double)r->latency_us / 1e6);
+    metric_observe(d->m_batch, req->n);
+
+    store_op_t *op = store_op_new(STORE_OUTCOME);
+    if (r->excerpt_len > 0) op->excerpt = excerpt_copy(r->excerpt, r->excerpt_len);
+    char last_error[300];
+    if (r->error && r->error[0])
+        snprintf(last_error, sizeof(last_error), "%s", r->error);
+    else
+        snprintf(last_error, sizeof(last_error), "HTTP %d", r->status);
+    if (oc == OC_FAILURE) {
+        op->last_error = strdup(last_error);
+        if (!op->last_error) abort();
+    }
+    const char *cls = oc == OC_SUCCESS ? NULL : send_class_name(r->cls);
+    int64_t now = hookd_now_ms();
+    int64_t delay = -1; /* one delay for the whole request, so its jobs stay together */
+    for (wjob_t *j = req->jobs; j; j = j->next) {
+        store_row_t *row = row_for(op, j);
+        int attempts = j->attempt + 1;
+        row->webhook_id = req->webhook_id;
+        row->attempt = attempts;
+        row->batch_size = req->n;
+        row->status = r->status;
+        row->latency_ms = (int)(r->latency_us / 1000);
+        row->error_class = cls;
+        row->excerpt = op->excerpt;
+        outcome_t job_oc = oc;
+        if (oc == OC_SUCCESS) {
+            row->finish = "delivered";
+            row->outcome = log_all(d) ? "success" : NULL;
+            metric_observe(d->m_event_latency, (double)(now - j->occurred_at_ms) / 1e3);
+            if (j->ingested_at_ms > 0)
+                metric_observe(d->m_job_latency, (double)(now - j->ingested_at_ms) / 1e3);
+        } else if (oc == OC_GONE) {
+            row->finish = "gone";
+            row->outcome = log_failures(d) ? "gone" : NULL;
+        } else if (attempts > w->cfg.retry_schedule_len) {
+            job_oc = OC_FAILED;
+            row->finish = "failed";
+            row->outcome = log_failures(d) ? "failed" : NULL;
+            row->log_job = true;
+            log_warn("job_failed job_id=%s subscription_id=%s attempts=%d class=%s", j->id,
+                     j->sub_id, attempts, cls);
+        } else {
+            if (delay < 0)
+                delay = scheduler_retry_delay_ms(w->cfg.retry_schedule_ms,
+                                                 w->cfg.retry_schedule_len, attempts,
+                                                 (int)w->cfg.retry_jitter_pct, next_random(d));
+            row->outcome = log_failures(d) ? "failure" : NULL;
+            row->park_reason = "retry";
+            row->park_attempt = attempts;
+            row->park_delay_ms = delay;
+            row->last_error = op->last_error;
+            row->unpark = false; /* the upsert keeps the row */
+            metric_inc(d->m_retries);
+        }
+        metric_inc(d->m_deliveries[job_oc][r->cls]);
+    }
+    submit(d, op, TAG_REQUEST, req);
+
+    if (oc == OC_GONE) {
+        const char *sub_id = req->jobs->sub_id;
+        log_warn("subscription_deactivated subscription_id=%s reason=\"410 Gone from receiver\"",
+                 sub_id);
+        subcache_deactivate(w->subs, sub_id);
+        store_op_t *g = store_op_new(STORE_DEACTIVATE);
+        store_op_add_id(g, sub_id);
+        submit(d, g, TAG_NONE, NULL);
+    }
+    if (req->probe) {
+        bool ok = oc != OC_FAILURE; /* any answer but a failure shows the endpoint is back */
+        log_info("probe_result endpoint_id=%s job_id=%s class=%s", ep->id, req->webhook_id,
+                 send_class_name(r->cls));
+        submit_endpoint(d, ep, ok ? STORE_EP_SUCCESS : STORE_EP_FAILURE, true, cls, r->status,
+                        last_error);
+    } else if (oc == OC_SUCCESS) {
+        if (ep->gl.failures > 0 || ep->gl.pending_failures > 0 || ep->gl.until_ms != 0)
+            submit_endpoint(d, ep, STORE_EP_SUCCESS, false, NULL, 0, NULL);
+    } else if (oc == OC_FAILURE) {
+        submit_endpoint(d, ep, STORE_EP_FAILURE, false, cls, r->status, last_error);
+    }
+    batcher_check(d->b, ep);
+}
+
+static void on_sent(const send_result_t *r, void *ctx)
+{
+    request_t *req = ctx;
+    on_result(req->d, req, r);
+}
+
+static void fail_request(delivery_t *d, request_t *req, send_class_t cls, const char *why)
+{
+    send_result_t r = {cls, 0, 0, NULL, 0, why};
+    on_result(d, req, &r);
+}
+
+/* ---------------------------------------------------------------- requests */
+
+static void req_append(request_t *req, wjob_t *j)
+{
+    j->next = NULL;
+    if (req->jobs_tail)
+        req->jobs_tail->next = j;
+    else
+        req->jobs = j;
+    req->jobs_tail = j;
+    req->n++;
+}
+
+/* Takes the jobs of the head's subscription that may share its request
+ * (format_can_join), in order, up to HOOKD_BATCH_MAX / _BYTES. Jobs of
+ * other subscriptions at the endpoint are skipped over and stay queued. */
+static void gather(delivery_t *d, endpoint_t *ep, const sub_t *sub, request_t *req)
+{
+    const batcher_opts_t *o = batcher_opts(d->b);
+    scratch_reserve(d, o->batch_max); /* 'first' must not move */
+    const job_t *first = &d->scratch[0];
+    int64_t bytes = req->jobs->len;
+    wjob_t *prev = NULL;
+    for (wjob_t *j = ep->head, *next; j && req->n < o->batch_max; j = next) {
+        next = j->next;
+        if (strcmp(j->sub_id, req->jobs->sub_id) != 0) {
+            prev = j;
+            continue;
+        }
+        if (bytes + (int64_t)j->len > o->batch_max_bytes) break;
+        const job_t *jt = decode_into(d, req->n, j);
+        if (!jt || !format_can_join((body_format_t)sub->format, sub->batch, first, jt)) break;
+        batcher_unlink(ep, prev, j);
+        req_append(req, j);
+        bytes += j->len;
+    }
+}
+
+static void build_body(delivery_t *d, const sub_t *sub, request_t *req)
+{
+    strbuf_reset(&req->body);
+    format_body((body_format_t)sub->format, sub->batch, d->scratch_ptrs, req->n, &req->body);
+}
+
+/* batcher hook: one request from the endpoint's probe or queue head. */
+static bool on_send(endpoint_t *ep, void *ud)
+{
+    delivery_t *d = ud;
+    worker_t *w = d->w;
+    bool probe = ep->probe != NULL;
+    wjob_t *first = probe ? ep->probe : ep->head;
+    if (probe)
+        ep->probe = NULL;
+    else
+        batcher_unlink(ep, NULL, first);
+    sub_t *sub = subcache_get(w->subs, first->sub_id);
+    if (!sub || !atomic_load(&sub->active)) {
+        if (probe) ep->gl.probing = false;
+        cancel(d, first, sub ? "subscription_inactive" : "subscription_deleted");
+        sub_unref(sub);
+        return true;
+    }
+    request_t *req = calloc(1, sizeof(*req));
+    if (!req) abort();
+    req->d = d;
+    req->ep = ep;
+    req->probe = probe;
+    strbuf_init(&req->body, 1024);
+    req_append(req, first);
+    memcpy(req->webhook_id, first->id, sizeof(req->webhook_id));
+    if (!decode_into(d, 0, first)) { /* cannot happen: decoded when it arrived */
+        log_error("job_undecodable job_id=%s", first->id);
+        strbuf_free(&req->body);
+        free(req);
+        cancel(d, first, "undecodable");
+        sub_unref(sub);
+        return true;
+    }
+    if (!probe && !first->solo) gather(d, ep, sub, req);
+    build_body(d, sub, req);
+    /* the size was estimated from the job messages: trim if still too big */
+    wjob_t *back = NULL;
+    while ((int64_t)req->body.len > batcher_opts(d->b)->batch_max_bytes && req->n > 1) {
+        wjob_t *last = req->jobs, *before = NULL;
+        while (last->next) {
+            before = last;
+            last = last->next;
+        }
+        before->next = NULL;
+        req->jobs_tail = before;
+        req->n--;
+        last->next = back;
+        back = last;
+        build_body(d, sub, req);
+    }
+    if (back) batcher_requeue_front(d->b, ep, back);
+
+    req->next = d->requests;
+    if (d->requests) d->requests->prev = req;
+    d->requests = req;
+    ep->inflight++;
+    d->unconfirmed++;
+    d->http_inflight++;
+    req->in_sender = true;
+    metric_set(d->m_inflight, d->http_inflight);
+
+    int64_t now = hookd_now_ms();
+    struct curl_slist *headers =
+        format_headers(req->webhook_id, now / 1000, sub->secret, sub_previous_secret(sub, now),
+                       req->body.data, req->body.len);
+    if (!headers) {
+        log_error("signing_failed subscription_id=%s", sub->id);
+        fail_request(d, req, SEND_OTHER, "the subscription secret cannot be used to sign");
+    } else if (sender_post(w->sender, sub->url, headers, req->body.data, req->body.len, on_sent,
+                           req) < 0) {
+        fail_request(d, req, SEND_OTHER, "request not accepted (invalid target URL)");
+    }
+    sub_unref(sub);
+    return true;
+}
+
+static bool may_send(endpoint_t *ep, void *ud)
+{
+    delivery_t *d = ud;
+    return greylist_verdict(&ep->gl, d->threshold, true) == GL_SEND;
+}
+
+static bool slot_free(void *ud)
+{
+    delivery_t *d = ud;
+    return d->unconfirmed < (int)d->w->cfg.max_inflight && !d->abandoned;
+}
+
+/* ---------------------------------------------------------------- dispatch */
+
+static void queue_fetch(delivery_t *d, wjob_t *j)
+{
+    j->sub_fetched = true;
+    if (!d->fetch) d->fetch = store_op_new(STORE_SUB_FETCH);
+    store_op_add_job(d->fetch, j);
+    store_op_add_id(d->fetch, j->sub_id);
+}
+
+static void flush_fetch(delivery_t *d)
+{
+    if (!d->fetch) return;
+    store_op_t *op = d->fetch;
+    d->fetch = NULL;
+    submit(d, op, TAG_FETCH, NULL);
+}
+
+static bool is_solo(delivery_t *d, const sub_t *sub, const wjob_t *j)
+{
+    if (!sub->batch) return true;
+    if (sub->format != FORMAT_VIK) return false;
+    const job_t *jt = decode_into(d, 0, j);
+    return !jt || !format_can_join(FORMAT_VIK, true, jt, jt);
+}
+
+/* A job that passed dedup (or was claimed): to its endpoint's queue, its
+ * probe slot, or parked_jobs; or cancelled. */
+static void dispatch(delivery_t *d, wjob_t *j)
+{
+    if (d->abandoned) {
+        release(d, j);
+        return;
+    }
+    sub_t *sub = subcache_get(d->w->subs, j->sub_id);
+    if (!sub || !atomic_load(&sub->active)) {
+        if (!j->sub_fetched) /* the feed may not have caught up yet: ask PostgreSQL */
+            queue_fetch(d, j);
+        else
+            cancel(d, j, sub ? "subscription_inactive" : "subscription_deleted");
+        sub_unref(sub);
+        return;
+    }
+    snprintf(j->ep_id, sizeof(j->ep_id), "%s", sub->endpoint_id);
+    j->solo = is_solo(d, sub, j);
+    sub_unref(sub);
+    endpoint_t *ep = batcher_endpoint(d->b, j->ep_id, true);
+    if (j->probe) {
+        if (ep->probe) { /* a second probe cannot happen; keep order anyway */
+            j->probe = false;
+            batcher_requeue_front(d->b, ep, j);
+            return;
+        }
+        ep->gl.probing = true;
+        log_info("probe_claimed endpoint_id=%s job_id=%s", ep->id, j->id);
+        batcher_set_probe(d->b, ep, j);
+        return;
+    }
+    if (must_park(d, ep, j)) {
+        j->next = NULL;
+        park_list(d, ep, j);
+        return;
+    }
+    batcher_enqueue(d->b, ep, j);
+}
+
+/* ---------------------------------------------------------------- store completions */
+
+static void lookup_done(delivery_t *d, store_op_t *op)
+{
+    for (int i = 0; i < op->n_jobs; i++) {
+        wjob_t *j = op->jobs[i];
+        if (op->failed || !alive(d, j)) {
+            release(d, j);
+        } else if (op->found && op->found[i]) {
+            metric_inc(d->m_duplicates);
+            log_debug("duplicate_skipped job_id=%s where=postgres", j->id);
+            finalize(d, j);
+        } else {
+            dispatch(d, j);
+        }
+    }
+    flush_fetch(d);
+}
+
+static void fetch_done(delivery_t *d, store_op_t *op)
+{
+    for (int i = 0; i < op->n_jobs; i++) {
+        wjob_t *j = op->jobs[i];
+        if (op->failed || !alive(d, j))
+            release(d, j);
+        else
+            dispatch(d, j);
+    }
+}
+
+static void request_done(delivery_t *d, store_op_t *op)
+{
+    request_t *req = op->ctx;
+    for (wjob_t *j = req->jobs, *next; j; j = next) {
+        next = j->next;
+        if (op->failed)
+            release(d, j);
+        else
+            finalize(d, j);
+    }
+    if (req->prev)
+        req->prev->next = req->next;
+    else
+        d->requests = req->next;
+    if (req->next) req->next->prev = req->prev;
+    free(req);
+    d->unconfirmed--;
+    batcher_kick(d->b);
+}
+
+static void rows_done(delivery_t *d, store_op_t *op)
+{
+    for (int i = 0; i < op->n_rows; i++) {
+        wjob_t *j = (wjob_t *)op->rows[i].job;
+        if (op->failed)
+            release(d, j);
+        else
+            finalize(d, j);
+    }
+}
+
+static void endpoint_done(delivery_t *d, store_op_t *op)
+{
+    endpoint_t *ep = op->ctx;
+    ep->refs--;
+    if (op->action == STORE_EP_FAILURE) ep->gl.pending_failures--;
+    if (op->probe) ep->gl.probing = false;
+    if (op->failed) return;
+    if (op->probe && op->action == STORE_EP_SUCCESS)
+        log_info("endpoint_released endpoint_id=%s", ep->id);
+    apply_state(d, ep, &op->row);
+}
+
+typedef struct {
+    delivery_t *d;
+    store_op_t *op;
+} states_ctx_t;
+
+/* After a full state load: endpoints not in it are healthy now. */
+static void reset_unlisted(endpoint_t *ep, void *ud)
+{
+    states_ctx_t *c = ud;
+    if (greylist_idle(&ep->gl) && !ep->gl.draining) return;
+    for (int i = 0; i < c->op->n_ids; i++)
+        if (strcmp(c->op->ids[i], ep->id) == 0) return;
+    greylist_row_t healthy = {true, 0, 0, 0, false};
+    apply_state(c->d, ep, &healthy);
+}
+
+static void states_done(delivery_t *d, store_op_t *op)
+{
+    for (int i = 0; i < op->n_ids; i++) {
+        const greylist_row_t *row = &op->states[i];
+        bool interesting = row->found && (row->failures > 0 || row->until_ms != 0 || row->has_parked);
+        endpoint_t *ep = batcher_endpoint(d->b, op->ids[i], interesting);
+        if (ep) apply_state(d, ep, row);
+    }
+    if (op->full) {
+        states_ctx_t c = {d, op};
+        batcher_each(d->b, reset_unlisted, &c);
+    }
+}
+
+void delivery_store_done(store_op_t *op, void *ud)
+{
+    delivery_t *d = ud;
+    if (op->kind == STORE_ENDPOINT_STATES) {
+        states_done(d, op);
+        store_op_free(op);
+        return;
+    }
+    if (op->kind == STORE_CLAIM) {
+        scheduler_claim_done(d->w->sched, op);
+        return;
+    }
+    if (op->kind == STORE_DRAIN_CHECK) {
+        scheduler_drain_done(d->w->sched, op);
+        return;
+    }
+    if (op->kind == STORE_LEASE) {
+        store_op_free(op);
+        return;
+    }
+    d->ops_pending--;
+    switch (op->tag) {
+    case TAG_LOOKUP:
+        lookup_done(d, op);
+        break;
+    case TAG_FETCH:
+        fetch_done(d, op);
+        break;
+    case TAG_REQUEST:
+        request_done(d, op);
+        break;
+    case TAG_PLAIN:
+        rows_done(d, op);
+        break;
+    case TAG_PARK: {
+        endpoint_t *ep = op->ctx;
+        ep->gl.park_ops--;
+        ep->refs--;
+        rows_done(d, op);
+        break;
+    }
+    case TAG_ENDPOINT:
+        endpoint_done(d, op);
+        break;
+    default:
+        break;
+    }
+    store_op_free(op);
+}
+
+/* ---------------------------------------------------------------- public */
+
+bool delivery_consumed(delivery_t *d, const char *payload, size_t len, int32_t partition,
+                       uint64_t gen, uint64_t seq)
+{
+    job_t job;
+    char err[256];
+    metric_inc(d->m_consumed);
+    if (!payload || job_decode(payload, len, &job, err, sizeof(err)) < 0) {
+        metric_inc(d->m_invalid);
+        log_error("job_invalid partition=%d seq=%llu error=\"%s\" action=skipped", (int)partition,
+                  (unsigned long long)seq, payload ? err : "empty message");
+        return false;
+    }
+    if (dedup_held(d->w->dedup, job.id) || dedup_is_finished(d->w->dedup, job.id)) {
+        metric_inc(d->m_duplicates);
+        log_debug("duplicate_skipped job_id=%s where=memory", job.id);
+        return false;
+    }
+    wjob_t *j = wjob_new(payload, len, &job);
+    j->source = WJOB_KAFKA;
+    j->partition = partition;
+    j->gen = gen;
+    j->seq = seq;
+    hold(d, j);
+    if (!d->lookup) d->lookup = store_op_new(STORE_LOOKUP);
+    store_op_add_job(d->lookup, j);
+    return true;
+}
+
+void delivery_round_end(delivery_t *d)
+{
+    if (!d->lookup) return;
+    store_op_t *op = d->lookup;
+    d->lookup = NULL;
+    submit(d, op, TAG_LOOKUP, NULL);
+}
+
+typedef struct {
+    delivery_t *d;
+    int32_t partition;
+    uint64_t gen;
+    int dropped;
+} drop_ctx_t;
+
+static void drop_in_endpoint(endpoint_t *ep, void *ud)
+{
+    drop_ctx_t *c = ud;
+    wjob_t *prev = NULL;
+    for (wjob_t *j = ep->head, *next; j; j = next) {
+        next = j->next;
+        if (j->source == WJOB_KAFKA && j->partition == c->partition && j->gen == c->gen) {
+            batcher_unlink(ep, prev, j);
+            release(c->d, j);
+            c->dropped++;
+        } else {
+            prev = j;
+        }
+    }
+}
+
+void delivery_drop_partition(delivery_t *d, int32_t partition, uint64_t gen)
+{
+    drop_ctx_t c = {d, partition, gen, 0};
+    batcher_each(d->b, drop_in_endpoint, &c);
+    if (c.dropped) log_info("partition_jobs_dropped partition=%d jobs=%d", (int)partition, c.dropped);
+}
+
+bool delivery_over_high_water(const delivery_t *d)
+{
+    return d->held >= HELD_MAX_JOBS || d->held_bytes >= HELD_MAX_BYTES;
+}
+
+bool delivery_under_low_water(const delivery_t *d)
+{
+    return d->held < HELD_MAX_JOBS * 3 / 4 && d->held_bytes < HELD_MAX_BYTES / 4 * 3;
+}
+
+void delivery_claimed(delivery_t *d, wjob_t *list)
+{
+    for (wjob_t *j = list, *next; j; j = next) {
+        next = j->next;
+        j->next = NULL;
+        if (dedup_held(d->w->dedup, j->id)) { /* already here (its lease expired meanwhile) */
+            wjob_free(j);
+            continue;
+        }
+        hold(d, j);
+        dispatch(d, j);
+    }
+    flush_fetch(d);
+}
+
+int delivery_claim_budget(const delivery_t *d)
+{
+    if (d->stopping || delivery_over_high_water(d)) return 0;
+    return (int)(HELD_MAX_JOBS - d->held);
+}
+
+batcher_t *delivery_batcher(delivery_t *d)
+{
+    return d->b;
+}
+
+void delivery_begin_shutdown(delivery_t *d)
+{
+    d->stopping = true;
+    batcher_set_flush_all(d->b, true);
+}
+
+bool delivery_settled(const delivery_t *d)
+{
+    return d->http_inflight == 0 && d->ops_pending == 0 && !d->lookup && !d->fetch &&
+           batcher_queued(d->b) == 0;
+}
+
+typedef struct {
+    delivery_t *d;
+    store_op_t *leases;
+} abandon_ctx_t;
+
+static void abandon_job(abandon_ctx_t *c, wjob_t *j)
+{
+    if (j->source == WJOB_PARKED) store_op_add_id(c->leases, j->id);
+    release(c->d, j);
+}
+
+static void abandon_endpoint(endpoint_t *ep, void *ud)
+{
+    abandon_ctx_t *c = ud;
+    for (wjob_t *j = batcher_take_all(ep), *next; j; j = next) {
+        next = j->next;
+        abandon_job(c, j);
+    }
+    if (ep->probe) {
+        abandon_job(c, ep->probe);
+        ep->probe = NULL;
+    }
+}
+
+void delivery_abandon(delivery_t *d)
+{
+    abandon_ctx_t c = {d, store_op_new(STORE_LEASE)};
+    c.leases->release = true;
+    d->abandoned = true;
+    int abandoned = 0;
+    for (request_t *req = d->requests, *next; req; req = next) {
+        next = req->next;
+        if (!req->in_sender) continue; /* its outcome is in the store already */
+        for (wjob_t *j = req->jobs, *jn; j; j = jn) {
+            jn = j->next;
+            abandon_job(&c, j);
+        }
+        req->ep->inflight--;
+        d->http_inflight--;
+        d->unconfirmed--;
+        strbuf_free(&req->body);
+        if (req->prev)
+            req->prev->next = req->next;
+        else
+            d->requests = req->next;
+        if (req->next) req->next->prev = req->prev;
+        free(req);
+        abandoned++;
+    }
+    batcher_each(d->b, abandon_endpoint, &c);
+    if (abandoned) log_warn("requests_abandoned count=%d", abandoned);
+    if (c.leases->n_ids > 0)
+        store_submit(d->w->store, c.leases);
+    else
+        store_op_free(c.leases);
+}
+
+size_t delivery_held(const delivery_t *d)
+{
+    return d->held;
+}
+
+int delivery_inflight(const delivery_t *d)
+{
+    return d->http_inflight;
+}
+
+static void on_render(void *ud)
+{
+    delivery_t *d = ud;
+    metric_set(d->m_held, (double)d->held);
+    metric_set(d->m_inflight, d->http_inflight);
+}
+
+delivery_t *delivery_new(worker_t *w)
+{
+    static const double batch_buckets[] = {1, 2, 5, 10, 25, 50, 100, 250, 500, 1000};
+    delivery_t *d = calloc(1, sizeof(*d));
+    if (!d) abort();
+    d->w = w;
+    d->threshold = (int)w->cfg.greylist_threshold;
+    if (hookd_random(&d->rng, sizeof(d->rng)) < 0 || d->rng == 0) d->rng = 0x9e3779b97f4a7c15ULL;
+    batcher_opts_t bo = {w->cfg.batch_window_ms, (int)w->cfg.batch_max, w->cfg.batch_max_bytes,
+                         (int)w->cfg.endpoint_concurrency};
+    batcher_hooks_t hooks = {may_send, slot_free, on_send};
+    d->b = batcher_new(w->base, &bo, &hooks, d);
+    if (!d->b) {
+        free(d);
+        return NULL;
+    }
+    d->m_consumed = metrics_counter("hookd_jobs_consumed_total", "Job messages consumed", NULL);
+    d->m_invalid = metrics_counter("hookd_jobs_invalid_total",
+                                   "Job messages that could not be decoded (skipped)", NULL);
+    d->m_duplicates = metrics_counter("hookd_duplicates_skipped_total",
+                                      "Jobs skipped because their id was already finished or "
+                                      "parked",
+                                      NULL);
+    d->m_cancelled = metrics_counter("hookd_jobs_cancelled_total",
+                                     "Jobs cancelled: subscription deleted or inactive", NULL);
+    d->m_retries = metrics_counter("hookd_retries_scheduled_total",
+                                   "Failed jobs scheduled for another attempt", NULL);
+    d->m_parked = metrics_counter("hookd_jobs_parked_total",
+                                  "Jobs parked in PostgreSQL for a grey-listed endpoint",
+                                  "reason=\"greylist\"");
+    d->m_inflight = metrics_gauge("hookd_requests_in_flight", "Delivery requests in flight", NULL);
+    d->m_held = metrics_gauge("hookd_jobs_held", "Jobs held in the worker's memory", NULL);
+    d->m_event_latency = metrics_histogram(
+        "hookd_event_delivery_seconds", "From the event's occurred_at to its successful delivery",
+        NULL, metrics_latency_buckets, metrics_latency_buckets_len);
+    d->m_job_latency = metrics_histogram("hookd_job_delivery_seconds",
+                                         "From ingest publishing the job to its successful delivery",
+                                         NULL, metrics_latency_buckets, metrics_latency_buckets_len);
+    d->m_batch = metrics_histogram("hookd_batch_size", "Jobs per delivery request", NULL,
+                                   batch_buckets, (int)HOOKD_ARRAY_LEN(batch_buckets));
+    for (int o = 0; o < OC__COUNT; o++) {
+        char labels[96];
+        for (int c = 0; c < SEND__COUNT; c++) {
+            snprintf(labels, sizeof(labels), "outcome=\"%s\",class=\"%s\"", outcome_names[o],
+                     send_class_name((send_class_t)c));
+            d->m_deliveries[o][c] =
+                metrics_counter("hookd_deliveries_total", "Delivery attempts per job", labels);
+        }
+        if (o == OC_FAILED) continue;
+        snprintf(labels, sizeof(labels), "outcome=\"%s\"", outcome_names[o]);
+        d->m_duration[o] = metrics_histogram("hookd_delivery_duration_seconds",
+                                             "Duration of delivery requests", labels,
+                                             metrics_latency_buckets, metrics_latency_buckets_len);
+    }
+    d->m_duration[OC_FAILED] = d->m_duration[OC_FAILURE];
+    for (int c = 0; c < SEND__COUNT; c++) {
+        char labels[64];
+        snprintf(labels, sizeof(labels), "class=\"%s\"", send_class_name((send_class_t)c));
+        d->m_requests[c] =
+            metrics_counter("hookd_delivery_requests_total", "Delivery requests by result", labels);
+    }
+    metrics_on_render(on_render, d);
+    return d;
+}
+
+static void free_queued(endpoint_t *ep, void *ud)
+{
+    delivery_t *d = ud;
+    for (wjob_t *j = batcher_take_all(ep), *next; j; j = next) {
+        next = j->next;
+        release(d, j);
+    }
+    if (ep->probe) {
+        release(d, ep->probe);
+        ep->probe = NULL;
+    }
+}
+
+void delivery_free(delivery_t *d)
+{
+    if (!d) return;
+    batcher_each(d->b, free_queued, d);
+    while (d->requests) {
+        request_t *req = d->requests;
+        d->requests = req->next;
+        for (wjob_t *j = req->jobs, *next; j; j = next) {
+            next = j->next;
+            release(d, j);
+        }
+        strbuf_free(&req->body);
+        free(req);
+    }
+    if (d->lookup) {
+        for (int i = 0; i < d->lookup->n_jobs; i++)
+            release(d, d->lookup->jobs[i]);
+        store_op_free(d->lookup);
+    }
+    if (d->fetch) {
+        for (int i = 0; i < d->fetch->n_jobs; i++)
+            release(d, d->fetch->jobs[i]);
+        store_op_free(d->fetch);
+    }
+    batcher_free(d->b);
+    free(d->scratch);
+    free(d->scratch_ptrs);
+    free(d);
+}

@@ -1,0 +1,1239 @@
+/* PostgreSQL thread of hookd-worker: group-commits the operations of the
+ * event loop, LISTENs for grey-list changes, and does the periodic upkeep
+ * (parked job expiry, dedup and delivery log retention, gauges). */
+#include "store.h"
+
+#include "hookd/log.h"
+#include "hookd/metrics.h"
+#include "hookd/pg.h"
+#include "hookd/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define STORE_MAX_OPS_PER_ROUND 4096
+#define STORE_MAX_ROWS_PER_ROUND 8192
+#define STORE_IDLE_WAIT_MS 50
+#define STORE_EXPIRE_EVERY_MS 5000
+#define STORE_GAUGES_EVERY_MS 2000
+#define STORE_PRUNE_EVERY_MS 60000
+#define STORE_PRUNE_CHUNK 5000
+
+struct store {
+    store_opts_t o;
+    char *url, *instance_id;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    store_op_t *queue_head, *queue_tail; /* submitted, not taken */
+    store_op_t *done_head, *done_tail;   /* completed, not delivered */
+    int stop;                            /* 1: finish the queue; 2: give up now */
+    atomic_int pending;                  /* submitted - delivered (event loop view) */
+    atomic_bool connected;
+    PGconn *conn; /* store thread only */
+    /* event loop side */
+    struct event_base *base;
+    struct event *wake_ev;
+    int wake_fd[2];
+    store_done_fn done;
+    void *ud;
+    /* upkeep */
+    int64_t next_expire, next_gauges, next_prune;
+    metric_t *m_rounds, *m_round_seconds, *m_errors, *m_expired, *m_parked, *m_greylisted,
+        *m_pruned_finished, *m_pruned_deliveries, *m_backlog;
+};
+
+/* ---------------------------------------------------------------- operations */
+
+store_op_t *store_op_new(store_kind_t kind)
+{
+    store_op_t *op = calloc(1, sizeof(*op));
+    if (!op) abort();
+    op->kind = kind;
+    return op;
+}
+
+void store_op_free(store_op_t *op)
+{
+    if (!op) return;
+    free(op->jobs);
+    free(op->found);
+    free(op->rows);
+    free(op->excerpt);
+    free(op->last_error);
+    for (int i = 0; i < op->n_ids; i++)
+        free(op->ids[i]);
+    free(op->ids);
+    free(op->empty);
+    free(op->states);
+    free(op);
+}
+
+/* Grows an array to hold n + 1 elements when n is 0 or a power of two. */
+static void *grow_for(void *arr, int n, size_t elem)
+{
+    if (n == 0 || (n & (n - 1)) == 0) {
+        size_t cap = n == 0 ? 4 : (size_t)n * 2;
+        arr = realloc(arr, cap * elem);
+        if (!arr) abort();
+    }
+    return arr;
+}
+
+void store_op_add_id(store_op_t *op, const char *id)
+{
+    op->ids = grow_for(op->ids, op->n_ids, sizeof(*op->ids));
+    op->ids[op->n_ids] = strdup(id);
+    if (!op->ids[op->n_ids]) abort();
+    op->n_ids++;
+}
+
+void store_op_add_job(store_op_t *op, wjob_t *j)
+{
+    op->jobs = grow_for(op->jobs, op->n_jobs, sizeof(*op->jobs));
+    op->jobs[op->n_jobs++] = j;
+}
+
+store_row_t *store_op_add_row(store_op_t *op)
+{
+    op->rows = grow_for(op->rows, op->n_rows, sizeof(*op->rows));
+    store_row_t *r = &op->rows[op->n_rows++];
+    memset(r, 0, sizeof(*r));
+    r->latency_ms = -1;
+    r->batch_size = 1;
+    return r;
+}
+
+/* ---------------------------------------------------------------- array parameters */
+
+/* A PostgreSQL array literal under construction: {"a","b",NULL}. */
+typedef struct {
+    strbuf_t b;
+    int n;
+} pgarr_t;
+
+static void arr_init(pgarr_t *a)
+{
+    strbuf_init(&a->b, 256);
+    strbuf_putc(&a->b, '{');
+    a->n = 0;
+}
+
+static void arr_sep(pgarr_t *a)
+{
+    if (a->n++) strbuf_putc(&a->b, ',');
+}
+
+static void arr_strn(pgarr_t *a, const char *s, size_t len)
+{
+    arr_sep(a);
+    strbuf_reserve(&a->b, len + 2);
+    strbuf_putc(&a->b, '"');
+    const char *run = s;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '"' || s[i] == '\\') {
+            strbuf_append(&a->b, run, (size_t)(s + i - run));
+            strbuf_putc(&a->b, '\\');
+            run = s + i;
+        }
+    }
+    strbuf_append(&a->b, run, (size_t)(s + len - run));
+    strbuf_putc(&a->b, '"');
+}
+
+static void arr_str(pgarr_t *a, const char *s)
+{
+    if (!s) {
+        arr_sep(a);
+        strbuf_append(&a->b, "NULL", 4);
+    } else {
+        arr_strn(a, s, strlen(s));
+    }
+}
+
+static void arr_int(pgarr_t *a, long long v)
+{
+    arr_sep(a);
+    strbuf_printf(&a->b, "%lld", v);
+}
+
+static void arr_null(pgarr_t *a)
+{
+    arr_sep(a);
+    strbuf_append(&a->b, "NULL", 4);
+}
+
+static const char *arr_end(pgarr_t *a)
+{
+    strbuf_putc(&a->b, '}');
+    return a->b.data;
+}
+
+static void arr_free(pgarr_t *a)
+{
+    strbuf_free(&a->b);
+}
+
+/* ---------------------------------------------------------------- SQL */
+
+static const char SQL_FINISHED[] =
+    "INSERT INTO finished_jobs (job_id, state, subscription_id)"
+    " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[])"
+    " ON CONFLICT (job_id) DO NOTHING";
+
+static const char SQL_DELIVERIES[] =
+    "INSERT INTO deliveries (job_id, webhook_id, subscription_id, endpoint_id, event_id,"
+    " event_type, attempt, outcome, error_class, status_code, latency_ms, batch_size,"
+    " response_excerpt, job)"
+    " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],"
+    " $6::text[], $7::int[], $8::text[], $9::text[], $10::int[], $11::int[], $12::int[],"
+    " $13::text[], $14::text[])";
+
+/* ORDER BY ord: seq (bigserial) follows the order the jobs were parked in. */
+static const char SQL_PARK[] =
+    "INSERT INTO parked_jobs (job_id, endpoint_id, subscription_id, reason, attempt, not_before,"
+    " job, last_error, expires_at)"
+    " SELECT t.j, t.e, t.s, t.r, t.a, now() + t.d * interval '1 millisecond', t.job, t.le,"
+    "  now() + $9::int * interval '1 hour'"
+    " FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[], $6::bigint[],"
+    "  $7::text[], $8::text[]) WITH ORDINALITY AS t(j, e, s, r, a, d, job, le, ord)"
+    " ORDER BY t.ord"
+    " ON CONFLICT (job_id) DO UPDATE SET reason = excluded.reason, attempt = excluded.attempt,"
+    "  not_before = excluded.not_before, last_error = excluded.last_error,"
+    "  endpoint_id = excluded.endpoint_id, lease_owner = NULL, lease_until = NULL";
+
+static const char SQL_UNPARK[] = "DELETE FROM parked_jobs WHERE job_id = ANY($1::uuid[])";
+
+static const char SQL_DEACTIVATE[] =
+    "UPDATE subscriptions SET active = false, deactivated_reason = '410 Gone from receiver'"
+    " WHERE id = ANY($1::text[]) AND active";
+
+static const char SQL_LEASE_RENEW[] =
+    "UPDATE parked_jobs SET lease_until = now() + $2::bigint * interval '1 millisecond'"
+    " WHERE job_id = ANY($1::uuid[]) AND lease_owner = $3";
+
+static const char SQL_LEASE_RELEASE[] =
+    "UPDATE parked_jobs SET lease_owner = NULL, lease_until = NULL"
+    " WHERE job_id = ANY($1::uuid[]) AND lease_owner = $2";
+
+static const char SQL_PROBE_FORGET[] =
+    "UPDATE endpoints SET probe_job_id = NULL, probe_lease_until = NULL"
+    " WHERE probe_job_id = ANY($1::uuid[])";
+
+#define EP_STATE_COLUMNS                                                                           \
+    "consecutive_failures, greylist_level,"                                                        \
+    " coalesce((extract(epoch FROM greylisted_until) * 1000)::bigint, 0),"                         \
+    " EXISTS (SELECT 1 FROM parked_jobs p WHERE p.endpoint_id = endpoints.id"                      \
+    "  AND p.reason = 'greylist')"
+
+/* $1 id, $2 probe, $3 threshold, $4 base_s, $5 max_s, $6 class, $7 status, $8 error.
+ * Mirrors greylist_period_s: period n lasts base * 2^(n-1), capped. A failure
+ * while grey-listed that is not the probe (a request started before) changes
+ * nothing but the counters. */
+static const char SQL_EP_FAILURE[] =
+    "UPDATE endpoints SET"
+    " consecutive_failures = consecutive_failures + 1,"
+    " greylist_level = CASE"
+    "  WHEN greylisted_until IS NOT NULL AND $2::boolean THEN greylist_level + 1"
+    "  WHEN greylisted_until IS NOT NULL THEN greylist_level"
+    "  WHEN consecutive_failures + 1 >= $3::int THEN 1"
+    "  ELSE greylist_level END,"
+    " greylisted_until = CASE"
+    "  WHEN greylisted_until IS NOT NULL AND $2::boolean THEN now() + least($4::numeric"
+    "   * power(2::numeric, least(greylist_level, 40)), $5::numeric) * interval '1 second'"
+    "  WHEN greylisted_until IS NOT NULL THEN greylisted_until"
+    "  WHEN consecutive_failures + 1 >= $3::int THEN"
+    "   now() + least($4::numeric, $5::numeric) * interval '1 second'"
+    "  ELSE NULL END,"
+    " probe_job_id = CASE WHEN $2::boolean THEN NULL ELSE probe_job_id END,"
+    " probe_lease_until = CASE WHEN $2::boolean THEN NULL ELSE probe_lease_until END,"
+    " last_failure_at = now(), last_failure_class = $6, last_status_code = $7::int,"
+    " last_error = $8, updated_at = now()"
+    " WHERE id = $1 RETURNING " EP_STATE_COLUMNS;
+
+static const char SQL_EP_WAS_GREY[] =
+    "SELECT greylisted_until IS NOT NULL FROM endpoints WHERE id = $1 FOR UPDATE";
+
+static const char SQL_EP_SUCCESS[] =
+    "UPDATE endpoints SET consecutive_failures = 0, greylist_level = 0, greylisted_until = NULL,"
+    " probe_job_id = NULL, probe_lease_until = NULL, last_success_at = now(), updated_at = now()"
+    " WHERE id = $1 RETURNING " EP_STATE_COLUMNS;
+
+/* After a probe succeeded: every parked job of the endpoint is due at the
+ * same instant, so the scheduler (ORDER BY not_before, seq) takes them in
+ * their original order. */
+static const char SQL_EP_RELEASE[] =
+    "UPDATE parked_jobs SET not_before = now() WHERE endpoint_id = $1"
+    " AND (lease_until IS NULL OR lease_until < now())";
+
+static const char SQL_EP_PROBE_RELEASE[] =
+    "UPDATE endpoints SET probe_job_id = NULL, probe_lease_until = NULL"
+    " WHERE id = $1 RETURNING " EP_STATE_COLUMNS;
+
+static const char SQL_LOOKUP[] =
+    "SELECT replace(job_id::text, '-', '') FROM finished_jobs WHERE job_id = ANY($1::uuid[])"
+    " UNION ALL"
+    " SELECT replace(job_id::text, '-', '') FROM parked_jobs WHERE job_id = ANY($1::uuid[])";
+
+static const char SQL_SUB_FETCH[] =
+    "SELECT id, owner_kind, owner_id, target_url, endpoint_id, payload_mode, body_format, batch,"
+    " active, secret, CASE WHEN previous_secret_expires_at > now() THEN previous_secret END,"
+    " CASE WHEN previous_secret_expires_at > now()"
+    "  THEN (extract(epoch FROM previous_secret_expires_at) * 1000)::bigint ELSE 0 END"
+    " FROM subscriptions WHERE id = ANY($1::text[])";
+
+static const char SQL_DRAIN_CHECK[] =
+    "SELECT id FROM unnest($1::text[]) AS id WHERE NOT EXISTS"
+    " (SELECT 1 FROM parked_jobs p WHERE p.endpoint_id = id AND p.reason = 'greylist')";
+
+/* Probes: endpoints whose period is over get their oldest parked job
+ * leased as the probe, by exactly one replica (row locks, SKIP LOCKED). */
+static const char SQL_CLAIM_PROBES[] =
+    "WITH ep AS ("
+    "  SELECT id FROM endpoints"
+    "  WHERE greylisted_until <= now() AND (probe_job_id IS NULL OR probe_lease_until < now())"
+    "  ORDER BY greylisted_until LIMIT 100 FOR UPDATE SKIP LOCKED),"
+    " pj AS ("
+    "  SELECT DISTINCT ON (p.endpoint_id) p.endpoint_id, p.job_id FROM parked_jobs p"
+    "  JOIN ep ON ep.id = p.endpoint_id ORDER BY p.endpoint_id, p.seq),"
+    " upd AS ("
+    "  UPDATE endpoints e SET probe_job_id = pj.job_id,"
+    "   probe_lease_until = now() + $2::bigint * interval '1 millisecond'"
+    "  FROM pj WHERE e.id = pj.endpoint_id RETURNING pj.job_id)"
+    " UPDATE parked_jobs p SET lease_owner = $1,"
+    "  lease_until = now() + $2::bigint * interval '1 millisecond'"
+    " FROM upd WHERE p.job_id = upd.job_id"
+    " RETURNING replace(p.job_id::text, '-', ''), p.seq, p.attempt, p.job";
+
+/* Due retries, redeliveries and released jobs of endpoints that are not
+ * grey-listed, oldest first, in original order within an endpoint. */
+static const char SQL_CLAIM_DUE[] =
+    "WITH due AS ("
+    "  SELECT p.job_id FROM parked_jobs p"
+    "  WHERE p.not_before <= now() AND (p.lease_until IS NULL OR p.lease_until < now())"
+    "   AND NOT EXISTS (SELECT 1 FROM endpoints e WHERE e.id = p.endpoint_id"
+    "    AND e.greylisted_until IS NOT NULL)"
+    "  ORDER BY p.not_before, p.seq LIMIT $3::int FOR UPDATE OF p SKIP LOCKED),"
+    " upd AS ("
+    "  UPDATE parked_jobs p SET lease_owner = $1,"
+    "   lease_until = now() + $2::bigint * interval '1 millisecond'"
+    "  FROM due WHERE p.job_id = due.job_id"
+    "  RETURNING p.job_id, p.seq, p.attempt, p.job, p.not_before)"
+    " SELECT replace(job_id::text, '-', ''), seq, attempt, job FROM upd ORDER BY not_before, seq";
+
+/* A parked row whose job message does not decode cannot be delivered. */
+static const char SQL_DROP_BAD[] =
+    "WITH x AS (DELETE FROM parked_jobs WHERE job_id = $1::uuid RETURNING job_id, subscription_id)"
+    " INSERT INTO finished_jobs (job_id, state, subscription_id)"
+    " SELECT job_id, 'failed', subscription_id FROM x ON CONFLICT (job_id) DO NOTHING";
+
+static const char SQL_STATES_IDS[] =
+    "SELECT id, " EP_STATE_COLUMNS " FROM endpoints WHERE id = ANY($1::text[])";
+
+static const char SQL_STATES_FULL[] =
+    "SELECT id, " EP_STATE_COLUMNS " FROM endpoints"
+    " WHERE consecutive_failures > 0 OR greylisted_until IS NOT NULL"
+    "  OR EXISTS (SELECT 1 FROM parked_jobs p WHERE p.endpoint_id = endpoints.id"
+    "   AND p.reason = 'greylist')";
+
+static const char SQL_EXPIRE[] =
+    "WITH x AS ("
+    "  DELETE FROM parked_jobs WHERE job_id IN ("
+    "   SELECT job_id FROM parked_jobs WHERE expires_at <= now()"
+    "   AND (lease_until IS NULL OR lease_until < now())"
+    "   ORDER BY expires_at LIMIT 1000 FOR UPDATE SKIP LOCKED)"
+    "  RETURNING job_id, endpoint_id, subscription_id, attempt, job),"
+    " f AS (INSERT INTO finished_jobs (job_id, state, subscription_id)"
+    "  SELECT job_id, 'expired', subscription_id FROM x ON CONFLICT (job_id) DO NOTHING),"
+    " d AS (INSERT INTO deliveries (job_id, webhook_id, subscription_id, endpoint_id, event_id,"
+    "  event_type, attempt, outcome, job)"
+    "  SELECT job_id, replace(job_id::text, '-', ''), subscription_id, endpoint_id,"
+    "   coalesce(job::json->>'event_id', ''), coalesce(job::json->>'type', ''), attempt,"
+    "   'expired', job FROM x WHERE $1::boolean)"
+    " SELECT count(*) FROM x";
+
+static const char SQL_GAUGES[] =
+    "SELECT (SELECT count(*) FROM parked_jobs),"
+    " (SELECT count(*) FROM endpoints WHERE greylisted_until IS NOT NULL)";
+
+static const char SQL_PRUNE_FINISHED[] =
+    "DELETE FROM finished_jobs WHERE job_id IN (SELECT job_id FROM finished_jobs"
+    " WHERE finished_at < now() - $1::int * interval '1 hour' LIMIT 5000)";
+
+static const char SQL_PRUNE_DELIVERIES[] =
+    "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries"
+    " WHERE created_at < now() - $1::int * interval '1 hour' LIMIT 5000)";
+
+/* ---------------------------------------------------------------- one round */
+
+typedef struct {
+    char err[512];
+} round_err_t;
+
+static int exec(store_t *s, const char *sql, int n, const char *const *params, round_err_t *e)
+{
+    return pg_exec(s->conn, sql, n, params, e->err, sizeof(e->err));
+}
+
+static PGresult *query(store_t *s, const char *sql, int n, const char *const *params,
+                       round_err_t *e)
+{
+    return pg_query(s->conn, sql, n, params, e->err, sizeof(e->err));
+}
+
+static void int_text(char *buf, size_t size, long long v)
+{
+    snprintf(buf, size, "%lld", v);
+}
+
+static int write_outcomes(store_t *s, store_op_t **ops, int n, round_err_t *e)
+{
+    pgarr_t f[3], d[14], p[8], u;
+    int nf = 0, nd = 0, np = 0, nu = 0, rc = 0;
+    for (int i = 0; i < 3; i++)
+        arr_init(&f[i]);
+    for (int i = 0; i < 14; i++)
+        arr_init(&d[i]);
+    for (int i = 0; i < 8; i++)
+        arr_init(&p[i]);
+    arr_init(&u);
+    for (int k = 0; k < n; k++) {
+        if (ops[k]->kind != STORE_OUTCOME) continue;
+        for (int i = 0; i < ops[k]->n_rows; i++) {
+            const store_row_t *r = &ops[k]->rows[i];
+            const wjob_t *j = r->job;
+            if (r->finish) {
+                arr_str(&f[0], j->id);
+                arr_str(&f[1], r->finish);
+                arr_str(&f[2], j->sub_id);
+                nf++;
+            }
+            if (r->outcome) {
+                arr_str(&d[0], j->id);
+                arr_str(&d[1], r->webhook_id ? r->webhook_id : j->id);
+                arr_str(&d[2], j->sub_id);
+                arr_str(&d[3], j->ep_id);
+                arr_str(&d[4], j->event_id);
+                arr_str(&d[5], j->type);
+                arr_int(&d[6], r->attempt);
+                arr_str(&d[7], r->outcome);
+                arr_str(&d[8], r->error_class);
+                if (r->status > 0)
+                    arr_int(&d[9], r->status);
+                else
+                    arr_null(&d[9]);
+                if (r->latency_ms >= 0)
+                    arr_int(&d[10], r->latency_ms);
+                else
+                    arr_null(&d[10]);
+                arr_int(&d[11], r->batch_size);
+                arr_str(&d[12], r->excerpt);
+                if (r->log_job)
+                    arr_strn(&d[13], j->data, j->len);
+                else
+                    arr_null(&d[13]);
+                nd++;
+            }
+            if (r->park_reason) {
+                arr_str(&p[0], j->id);
+                arr_str(&p[1], j->ep_id);
+                arr_str(&p[2], j->sub_id);
+                arr_str(&p[3], r->park_reason);
+                arr_int(&p[4], r->park_attempt);
+                arr_int(&p[5], r->park_delay_ms);
+                arr_strn(&p[6], j->data, j->len);
+                arr_str(&p[7], r->last_error);
+                np++;
+            }
+            if (r->unpark) {
+                arr_str(&u, j->id);
+                nu++;
+            }
+        }
+    }
+    if (nf) {
+        const char *params[3];
+        for (int i = 0; i < 3; i++)
+            params[i] = arr_end(&f[i]);
+        if (exec(s, SQL_FINISHED, 3, params, e) < 0) goto fail;
+    }
+    if (nd) {
+        const char *params[14];
+        for (int i = 0; i < 14; i++)
+            params[i] = arr_end(&d[i]);
+        if (exec(s, SQL_DELIVERIES, 14, params, e) < 0) goto fail;
+    }
+    if (np) {
+        const char *params[9];
+        char hours[24];
+        for (int i = 0; i < 8; i++)
+            params[i] = arr_end(&p[i]);
+        int_text(hours, sizeof(hours), s->o.park_retention_h);
+        params[8] = hours;
+        if (exec(s, SQL_PARK, 9, params, e) < 0) goto fail;
+    }
+    if (nu) {
+        const char *params[1] = {arr_end(&u)};
+        if (exec(s, SQL_UNPARK, 1, params, e) < 0) goto fail;
+    }
+    goto out;
+fail:
+    rc = -1;
+out:
+    for (int i = 0; i < 3; i++)
+        arr_free(&f[i]);
+    for (int i = 0; i < 14; i++)
+        arr_free(&d[i]);
+    for (int i = 0; i < 8; i++)
+        arr_free(&p[i]);
+    arr_free(&u);
+    return rc;
+}
+
+/* Runs 'sql' with 'ids' of every op of 'kind' as $1 (text[] or uuid[]),
+ * extra params after it. Returns 0 (also when there is nothing to do) or -1. */
+static int exec_ids(store_t *s, store_op_t **ops, int n, store_kind_t kind, const char *sql,
+                    round_err_t *e)
+{
+    pgarr_t a;
+    int count = 0, rc = 0;
+    arr_init(&a);
+    for (int k = 0; k < n; k++) {
+        if (ops[k]->kind != kind) continue;
+        for (int i = 0; i < ops[k]->n_ids; i++) {
+            arr_str(&a, ops[k]->ids[i]);
+            count++;
+        }
+    }
+    if (count) {
+        const char *params[1] = {arr_end(&a)};
+        rc = exec(s, sql, 1, params, e);
+    }
+    arr_free(&a);
+    return rc;
+}
+
+static int write_leases(store_t *s, store_op_t **ops, int n, round_err_t *e)
+{
+    for (int k = 0; k < n; k++) {
+        store_op_t *op = ops[k];
+        if (op->kind != STORE_LEASE || op->n_ids == 0) continue;
+        pgarr_t a;
+        arr_init(&a);
+        for (int i = 0; i < op->n_ids; i++)
+            arr_str(&a, op->ids[i]);
+        const char *ids = arr_end(&a);
+        int rc;
+        if (op->release) {
+            const char *params[2] = {ids, s->instance_id};
+            rc = exec(s, SQL_LEASE_RELEASE, 2, params, e);
+            const char *p1[1] = {ids};
+            if (rc == 0) rc = exec(s, SQL_PROBE_FORGET, 1, p1, e);
+        } else {
+            char lease[24];
+            int_text(lease, sizeof(lease), s->o.lease_ms);
+            const char *params[3] = {ids, lease, s->instance_id};
+            rc = exec(s, SQL_LEASE_RENEW, 3, params, e);
+        }
+        arr_free(&a);
+        if (rc < 0) return -1;
+    }
+    return 0;
+}
+
+static void read_state(PGresult *r, int row, int col, greylist_row_t *out)
+{
+    out->found = true;
+    out->failures = atoi(PQgetvalue(r, row, col));
+    out->level = atoi(PQgetvalue(r, row, col + 1));
+    out->until_ms = strtoll(PQgetvalue(r, row, col + 2), NULL, 10);
+    out->has_parked = PQgetvalue(r, row, col + 3)[0] == 't';
+}
+
+static int write_endpoint(store_t *s, store_op_t *op, round_err_t *e)
+{
+    PGresult *r = NULL;
+    memset(&op->row, 0, sizeof(op->row));
+    if (op->action == STORE_EP_FAILURE) {
+        char thr[16], base[24], max[24], status[16];
+        int_text(thr, sizeof(thr), s->o.greylist_threshold);
+        int_text(base, sizeof(base), s->o.greylist_base_s);
+        int_text(max, sizeof(max), s->o.greylist_max_s);
+        int_text(status, sizeof(status), op->status);
+        const char *params[8] = {op->endpoint_id,
+                                 op->probe ? "true" : "false",
+                                 thr,
+                                 base,
+                                 max,
+                                 op->error_class,
+                                 op->status > 0 ? status : NULL,
+                                 op->error[0] ? op->error : NULL};
+        r = query(s, SQL_EP_FAILURE, 8, params, e);
+    } else if (op->action == STORE_EP_SUCCESS) {
+        const char *params[1] = {op->endpoint_id};
+        PGresult *g = query(s, SQL_EP_WAS_GREY, 1, params, e);
+        if (!g) return -1;
+        bool was_grey = PQntuples(g) > 0 && PQgetvalue(g, 0, 0)[0] == 't';
+        PQclear(g);
+        r = query(s, SQL_EP_SUCCESS, 1, params, e);
+        if (r && (was_grey || op->probe) && exec(s, SQL_EP_RELEASE, 1, params, e) < 0) {
+            PQclear(r);
+            return -1;
+        }
+    } else {
+        const char *params[1] = {op->endpoint_id};
+        r = query(s, SQL_EP_PROBE_RELEASE, 1, params, e);
+    }
+    if (!r) return -1;
+    if (PQntuples(r) > 0) read_state(r, 0, 0, &op->row);
+    PQclear(r);
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int read_lookups(store_t *s, store_op_t **ops, int n, round_err_t *e)
+{
+    pgarr_t a;
+    int count = 0;
+    arr_init(&a);
+    for (int k = 0; k < n; k++) {
+        if (ops[k]->kind != STORE_LOOKUP) continue;
+        free(ops[k]->found);
+        ops[k]->found = calloc((size_t)ops[k]->n_jobs + 1, 1);
+        if (!ops[k]->found) abort();
+        for (int i = 0; i < ops[k]->n_jobs; i++) {
+            arr_str(&a, ops[k]->jobs[i]->id);
+            count++;
+        }
+    }
+    if (!count) {
+        arr_free(&a);
+        return 0;
+    }
+    const char *params[1] = {arr_end(&a)};
+    PGresult *r = query(s, SQL_LOOKUP, 1, params, e);
+    arr_free(&a);
+    if (!r) return -1;
+    int nf = PQntuples(r);
+    if (nf > 0) {
+        char **found = malloc(sizeof(*found) * (size_t)nf);
+        if (!found) abort();
+        for (int i = 0; i < nf; i++)
+            found[i] = PQgetvalue(r, i, 0);
+        qsort(found, (size_t)nf, sizeof(*found), cmp_str);
+        for (int k = 0; k < n; k++) {
+            if (ops[k]->kind != STORE_LOOKUP) continue;
+            for (int i = 0; i < ops[k]->n_jobs; i++) {
+                const char *id = ops[k]->jobs[i]->id;
+                ops[k]->found[i] = bsearch(&id, found, (size_t)nf, sizeof(*found), cmp_str) != NULL;
+            }
+        }
+        free(found);
+    }
+    PQclear(r);
+    return 0;
+}
+
+static int read_subs(store_t *s, store_op_t **ops, int n, round_err_t *e)
+{
+    pgarr_t a;
+    int count = 0;
+    arr_init(&a);
+    for (int k = 0; k < n; k++) {
+        if (ops[k]->kind != STORE_SUB_FETCH) continue;
+        for (int i = 0; i < ops[k]->n_ids; i++) {
+            arr_str(&a, ops[k]->ids[i]);
+            count++;
+        }
+    }
+    if (!count) {
+        arr_free(&a);
+        return 0;
+    }
+    const char *params[1] = {arr_end(&a)};
+    PGresult *r = query(s, SQL_SUB_FETCH, 1, params, e);
+    arr_free(&a);
+    if (!r) return -1;
+    for (int i = 0; i < PQntuples(r); i++) {
+        sub_record_t rec;
+        memset(&rec, 0, sizeof(rec));
+        rec.id = PQgetvalue(r, i, 0);
+        rec.directory = strcmp(PQgetvalue(r, i, 1), "directory") == 0;
+        rec.owner_id = PQgetvalue(r, i, 2);
+        rec.target_url = PQgetvalue(r, i, 3);
+        rec.endpoint_id = PQgetvalue(r, i, 4);
+        int pm = payload_mode_parse(PQgetvalue(r, i, 5));
+        int bf = body_format_parse(PQgetvalue(r, i, 6));
+        rec.payload_mode = pm < 0 ? PAYLOAD_FULL : pm;
+        rec.body_format = bf < 0 ? FORMAT_STANDARD : bf;
+        rec.batch = PQgetvalue(r, i, 7)[0] == 't';
+        rec.active = PQgetvalue(r, i, 8)[0] == 't';
+        rec.secret = PQgetvalue(r, i, 9);
+        rec.previous_secret = PQgetisnull(r, i, 10) ? NULL : PQgetvalue(r, i, 10);
+        rec.previous_secret_until = strtoll(PQgetvalue(r, i, 11), NULL, 10);
+        subcache_put_fetched(s->o.subs, &rec);
+    }
+    PQclear(r);
+    return 0;
+}
+
+static int read_drain_checks(store_t *s, store_op_t **ops, int n, round_err_t *e)
+{
+    for (int k = 0; k < n; k++) {
+        store_op_t *op = ops[k];
+        if (op->kind != STORE_DRAIN_CHECK || op->n_ids == 0) continue;
+        free(op->empty);
+        op->empty = calloc((size_t)op->n_ids, 1);
+        if (!op->empty) abort();
+        pgarr_t a;
+        arr_init(&a);
+        for (int i = 0; i < op->n_ids; i++)
+            arr_str(&a, op->ids[i]);
+        const char *params[1] = {arr_end(&a)};
+        PGresult *r = query(s, SQL_DRAIN_CHECK, 1, params, e);
+        arr_free(&a);
+        if (!r) return -1;
+        for (int i = 0; i < PQntuples(r); i++)
+            for (int x = 0; x < op->n_ids; x++)
+                if (strcmp(op->ids[x], PQgetvalue(r, i, 0)) == 0) op->empty[x] = 1;
+        PQclear(r);
+    }
+    return 0;
+}
+
+static void free_claimed(store_op_t *op)
+{
+    while (op->claimed) {
+        wjob_t *j = op->claimed;
+        op->claimed = j->next;
+        wjob_free(j);
+    }
+}
+
+/* Appends the claimed rows of 'r' to op->claimed. */
+static int take_claimed(store_t *s, PGresult *r, bool probe, wjob_t ***tail, round_err_t *e)
+{
+    for (int i = 0; i < PQntuples(r); i++) {
+        const char *text = PQgetvalue(r, i, 3);
+        size_t len = (size_t)PQgetlength(r, i, 3);
+        job_t job;
+        char why[256];
+        if (job_decode(text, len, &job, why, sizeof(why)) < 0) {
+            log_error("parked_job_unusable job_id=%s error=\"%s\" action=failed",
+                      PQgetvalue(r, i, 0), why);
+            const char *params[1] = {PQgetvalue(r, i, 0)};
+            if (exec(s, SQL_DROP_BAD, 1, params, e) < 0) return -1;
+            continue;
+        }
+        /* the row's id wins: the API's redeliveries carry a new one */
+        snprintf(job.id, sizeof(job.id), "%s", PQgetvalue(r, i, 0));
+        wjob_t *j = wjob_new(text, len, &job);
+        j->source = WJOB_PARKED;
+        j->probe = probe;
+        j->parked_seq = strtoll(PQgetvalue(r, i, 1), NULL, 10);
+        j->attempt = atoi(PQgetvalue(r, i, 2));
+        **tail = j;
+        *tail = &j->next;
+    }
+    return 0;
+}
+
+static int read_claims(store_t *s, store_op_t **ops, int n, round_err_t *e)
+{
+    for (int k = 0; k < n; k++) {
+        store_op_t *op = ops[k];
+        if (op->kind != STORE_CLAIM) continue;
+        free_claimed(op);
+        wjob_t **tail = &op->claimed;
+        char lease[24], limit[16];
+        int_text(lease, sizeof(lease), s->o.lease_ms);
+        int_text(limit, sizeof(limit), op->limit);
+        const char *p2[2] = {s->instance_id, lease};
+        PGresult *r = query(s, SQL_CLAIM_PROBES, 2, p2, e);
+        if (!r) return -1;
+        int rc = take_claimed(s, r, true, &tail, e);
+        PQclear(r);
+        if (rc < 0) return -1;
+        if (op->limit <= 0) continue;
+        const char *p3[3] = {s->instance_id, lease, limit};
+        r = query(s, SQL_CLAIM_DUE, 3, p3, e);
+        if (!r) return -1;
+        rc = take_claimed(s, r, false, &tail, e);
+        PQclear(r);
+        if (rc < 0) return -1;
+    }
+    return 0;
+}
+
+/* Runs every operation of one round in one transaction. */
+static int run_round(store_t *s, store_op_t **ops, int n, round_err_t *e)
+{
+    if (exec(s, "BEGIN", 0, NULL, e) < 0) return -1;
+    if (write_outcomes(s, ops, n, e) < 0) goto fail;
+    if (exec_ids(s, ops, n, STORE_DEACTIVATE, SQL_DEACTIVATE, e) < 0) goto fail;
+    if (write_leases(s, ops, n, e) < 0) goto fail;
+    for (int k = 0; k < n; k++)
+        if (ops[k]->kind == STORE_ENDPOINT && write_endpoint(s, ops[k], e) < 0) goto fail;
+    if (read_lookups(s, ops, n, e) < 0) goto fail;
+    if (read_subs(s, ops, n, e) < 0) goto fail;
+    if (read_drain_checks(s, ops, n, e) < 0) goto fail;
+    if (read_claims(s, ops, n, e) < 0) goto fail;
+    if (exec(s, "COMMIT", 0, NULL, e) < 0) goto fail;
+    return 0;
+fail:
+    if (pg_alive(s->conn)) {
+        round_err_t ignored;
+        exec(s, "ROLLBACK", 0, NULL, &ignored);
+    }
+    for (int k = 0; k < n; k++)
+        if (ops[k]->kind == STORE_CLAIM) free_claimed(ops[k]);
+    return -1;
+}
+
+/* ---------------------------------------------------------------- completions */
+
+static void post_done(store_t *s, store_op_t *op)
+{
+    op->next = NULL;
+    pthread_mutex_lock(&s->lock);
+    bool was_empty = s->done_head == NULL;
+    if (s->done_tail)
+        s->done_tail->next = op;
+    else
+        s->done_head = op;
+    s->done_tail = op;
+    pthread_mutex_unlock(&s->lock);
+    if (was_empty) {
+        char c = 1;
+        ssize_t w = write(s->wake_fd[1], &c, 1);
+        (void)w; /* a full pipe already wakes the loop */
+    }
+}
+
+static void deliver_done(store_t *s)
+{
+    pthread_mutex_lock(&s->lock);
+    store_op_t *op = s->done_head;
+    s->done_head = s->done_tail = NULL;
+    pthread_mutex_unlock(&s->lock);
+    while (op) {
+        store_op_t *next = op->next;
+        op->next = NULL;
+        if (op->kind != STORE_ENDPOINT_STATES) atomic_fetch_sub(&s->pending, 1);
+        s->done(op, s->ud);
+        op = next;
+    }
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    char buf[256];
+    while (read(fd, buf, sizeof(buf)) > 0) {
+    }
+    deliver_done(arg);
+}
+
+/* ---------------------------------------------------------------- notifications */
+
+static int load_states(store_t *s, char **ids, int n_ids, bool full)
+{
+    round_err_t e;
+    PGresult *r;
+    pgarr_t a;
+    arr_init(&a);
+    if (full) {
+        r = query(s, SQL_STATES_FULL, 0, NULL, &e);
+    } else {
+        for (int i = 0; i < n_ids; i++)
+            arr_str(&a, ids[i]);
+        const char *params[1] = {arr_end(&a)};
+        r = query(s, SQL_STATES_IDS, 1, params, &e);
+    }
+    arr_free(&a);
+    if (!r) {
+        log_warn("endpoint_states_failed error=\"%s\"", e.err);
+        return -1;
+    }
+    store_op_t *op = store_op_new(STORE_ENDPOINT_STATES);
+    op->full = full;
+    if (full) {
+        for (int i = 0; i < PQntuples(r); i++)
+            store_op_add_id(op, PQgetvalue(r, i, 0));
+    } else {
+        for (int i = 0; i < n_ids; i++)
+            store_op_add_id(op, ids[i]);
+    }
+    op->states = calloc((size_t)op->n_ids + 1, sizeof(*op->states));
+    if (!op->states) abort();
+    for (int i = 0; i < PQntuples(r); i++) {
+        const char *id = PQgetvalue(r, i, 0);
+        for (int x = 0; x < op->n_ids; x++)
+            if (strcmp(op->ids[x], id) == 0) read_state(r, i, 1, &op->states[x]);
+    }
+    PQclear(r);
+    post_done(s, op);
+    return 0;
+}
+
+/* Reads pending NOTIFYs (endpoint ids) and posts their current state. */
+static int check_notifications(store_t *s)
+{
+    if (!PQconsumeInput(s->conn)) return -1;
+    char **ids = NULL;
+    int n = 0;
+    PGnotify *nt;
+    while ((nt = PQnotifies(s->conn)) != NULL) {
+        bool dup = false;
+        for (int i = 0; i < n && !dup; i++)
+            dup = strcmp(ids[i], nt->extra) == 0;
+        if (!dup) {
+            ids = grow_for(ids, n, sizeof(*ids));
+            ids[n] = strdup(nt->extra);
+            if (!ids[n]) abort();
+            n++;
+        }
+        PQfreemem(nt);
+    }
+    int rc = n ? load_states(s, ids, n, false) : 0;
+    for (int i = 0; i < n; i++)
+        free(ids[i]);
+    free(ids);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- upkeep */
+
+static void upkeep(store_t *s)
+{
+    int64_t now = hookd_mono_ms();
+    round_err_t e;
+    if (now >= s->next_expire) {
+        s->next_expire = now + STORE_EXPIRE_EVERY_MS;
+        const char *params[1] = {s->o.log_expired ? "true" : "false"};
+        for (int round = 0; round < 10; round++) {
+            PGresult *r = query(s, SQL_EXPIRE, 1, params, &e);
+            if (!r) {
+                log_warn("parked_expiry_failed error=\"%s\"", e.err);
+                break;
+            }
+            long n = atol(PQgetvalue(r, 0, 0));
+            PQclear(r);
+            if (n > 0) {
+                metric_add(s->m_expired, (double)n);
+                log_info("parked_jobs_expired count=%ld", n);
+            }
+            if (n < 1000) break;
+        }
+    }
+    if (now >= s->next_gauges) {
+        s->next_gauges = now + STORE_GAUGES_EVERY_MS;
+        PGresult *r = query(s, SQL_GAUGES, 0, NULL, &e);
+        if (r) {
+            metric_set(s->m_parked, atof(PQgetvalue(r, 0, 0)));
+            metric_set(s->m_greylisted, atof(PQgetvalue(r, 0, 1)));
+            PQclear(r);
+        }
+    }
+    if (now >= s->next_prune) {
+        s->next_prune = now + STORE_PRUNE_EVERY_MS;
+        struct {
+            const char *sql;
+            int64_t hours;
+            metric_t *m;
+        } prunes[] = {{SQL_PRUNE_FINISHED, s->o.dedup_retention_h, s->m_pruned_finished},
+                      {SQL_PRUNE_DELIVERIES, s->o.delivery_log_retention_h,
+                       s->m_pruned_deliveries}};
+        for (size_t i = 0; i < HOOKD_ARRAY_LEN(prunes); i++) {
+            char hours[24];
+            int_text(hours, sizeof(hours), prunes[i].hours);
+            const char *params[1] = {hours};
+            for (int round = 0; round < 20; round++) {
+                PGresult *r = query(s, prunes[i].sql, 1, params, &e);
+                if (!r) {
+                    log_warn("retention_failed error=\"%s\"", e.err);
+                    break;
+                }
+                long n = atol(PQcmdTuples(r));
+                PQclear(r);
+                metric_add(prunes[i].m, (double)n);
+                if (n < STORE_PRUNE_CHUNK) break;
+            }
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- thread */
+
+static void fail_all(store_t *s, store_op_t *list)
+{
+    while (list) {
+        store_op_t *next = list->next;
+        list->failed = true;
+        post_done(s, list);
+        list = next;
+    }
+}
+
+static int stop_level(store_t *s)
+{
+    pthread_mutex_lock(&s->lock);
+    int v = s->stop;
+    pthread_mutex_unlock(&s->lock);
+    return v;
+}
+
+static bool connect_store(store_t *s)
+{
+    char err[512] = "";
+    if (s->conn) PQfinish(s->conn);
+    s->conn = NULL;
+    atomic_store(&s->connected, false);
+    for (int64_t backoff = 200; stop_level(s) < 2;
+         backoff = backoff < 5000 ? backoff * 2 : 5000) {
+        s->conn = pg_connect(s->url, "hookd-worker-store", 1000, NULL, err, sizeof(err));
+        if (s->conn && pg_listen(s->conn, "hookd_endpoints", err, sizeof(err)) == 0 &&
+            load_states(s, NULL, 0, true) == 0) {
+            atomic_store(&s->connected, true);
+            log_info("store_connected");
+            return true;
+        }
+        PQfinish(s->conn);
+        s->conn = NULL;
+        log_warn("store_connect_failed error=\"%s\" retry_ms=%lld", err, (long long)backoff);
+        struct timespec ts = {backoff / 1000, (backoff % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return false;
+}
+
+static void *run(void *arg)
+{
+    store_t *s = arg;
+    store_op_t **batch = malloc(sizeof(*batch) * STORE_MAX_OPS_PER_ROUND);
+    if (!batch) abort();
+    store_op_t *retry = NULL; /* ops of a failed round, run again first */
+    int failures = 0;
+    connect_store(s);
+    for (;;) {
+        pthread_mutex_lock(&s->lock);
+        if (!retry && !s->queue_head && s->stop == 0) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += STORE_IDLE_WAIT_MS * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&s->cond, &s->lock, &ts);
+        }
+        int stop = s->stop;
+        store_op_t *list = retry;
+        retry = NULL;
+        if (!list) {
+            list = s->queue_head;
+            s->queue_head = s->queue_tail = NULL;
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (stop >= 2) {
+            fail_all(s, list);
+            break;
+        }
+        if (stop == 1 && !list) break;
+
+        if (!pg_alive(s->conn) && !connect_store(s)) {
+            retry = list; /* giving up: stop >= 2 */
+            continue;
+        }
+        if (check_notifications(s) < 0 && !pg_alive(s->conn)) {
+            retry = list;
+            continue;
+        }
+        /* take a bounded round off the front of the list */
+        while (list) {
+            int n = 0, rows = 0;
+            store_op_t *op = list;
+            while (op && n < STORE_MAX_OPS_PER_ROUND && rows < STORE_MAX_ROWS_PER_ROUND) {
+                batch[n++] = op;
+                rows += op->n_rows + op->n_jobs + op->n_ids + 1;
+                op = op->next;
+            }
+            round_err_t e = {{0}};
+            int64_t t0 = hookd_mono_us();
+            if (run_round(s, batch, n, &e) == 0) {
+                failures = 0;
+                metric_inc(s->m_rounds);
+                metric_observe(s->m_round_seconds, (double)(hookd_mono_us() - t0) / 1e6);
+                list = op;
+                for (int i = 0; i < n; i++)
+                    post_done(s, batch[i]);
+                continue;
+            }
+            metric_inc(s->m_errors);
+            failures++;
+            log_warn("store_round_failed ops=%d attempt=%d error=\"%s\"", n, failures, e.err);
+            if (!pg_alive(s->conn)) atomic_store(&s->connected, false);
+            if (failures >= 5 && pg_alive(s->conn)) {
+                /* an error that keeps coming back with a working connection is
+                 * in the data: run the round one operation at a time and drop
+                 * (with an error line) the one that fails alone */
+                int i = 0;
+                for (; i < n && pg_alive(s->conn); i++) {
+                    round_err_t e1 = {{0}};
+                    if (run_round(s, &batch[i], 1, &e1) < 0) {
+                        if (!pg_alive(s->conn)) break;
+                        log_error("store_op_dropped kind=%d error=\"%s\"", (int)batch[i]->kind,
+                                  e1.err);
+                    }
+                }
+                /* batch[0..i) are done; the rest stays in the list */
+                store_op_t *rest = i < n ? batch[i] : op;
+                for (int k = 0; k < i; k++)
+                    post_done(s, batch[k]);
+                failures = 0;
+                list = rest;
+                if (i < n) {
+                    retry = list;
+                    list = NULL;
+                }
+                continue;
+            }
+            retry = list;
+            list = NULL;
+            int64_t backoff = failures < 5 ? 100 * failures : 1000;
+            struct timespec ts = {backoff / 1000, (backoff % 1000) * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+        if (pg_alive(s->conn)) upkeep(s);
+    }
+    free(batch);
+    PQfinish(s->conn);
+    s->conn = NULL;
+    atomic_store(&s->connected, false);
+    return NULL;
+}
+
+store_t *store_start(const store_opts_t *o, struct event_base *base, store_done_fn done, void *ud)
+{
+    store_t *s = calloc(1, sizeof(*s));
+    if (!s) abort();
+    s->o = *o;
+    s->url = strdup(o->database_url);
+    s->instance_id = strdup(o->instance_id);
+    if (!s->url || !s->instance_id) abort();
+    s->base = base;
+    s->done = done;
+    s->ud = ud;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->cond, NULL);
+    int64_t now = hookd_mono_ms();
+    s->next_expire = now + 1000;
+    s->next_gauges = now;
+    s->next_prune = now + 10000;
+    s->m_rounds = metrics_counter("hookd_store_rounds_total",
+                                  "PostgreSQL transactions of the worker's store", NULL);
+    s->m_round_seconds = metrics_histogram("hookd_store_round_seconds",
+                                           "Duration of one store transaction", NULL,
+                                           metrics_latency_buckets, metrics_latency_buckets_len);
+    s->m_errors = metrics_counter("hookd_store_errors_total",
+                                  "Failed store transactions (retried)", NULL);
+    s->m_expired = metrics_counter("hookd_jobs_expired_total",
+                                   "Parked jobs that expired (HOOKD_PARK_RETENTION_H)", NULL);
+    s->m_parked = metrics_gauge("hookd_parked_jobs", "Jobs waiting in parked_jobs", NULL);
+    s->m_greylisted = metrics_gauge("hookd_greylisted_endpoints", "Grey-listed endpoints", NULL);
+    s->m_pruned_finished = metrics_counter("hookd_retention_deleted_total",
+                                           "Rows deleted by retention", "table=\"finished_jobs\"");
+    s->m_pruned_deliveries = metrics_counter("hookd_retention_deleted_total",
+                                             "Rows deleted by retention", "table=\"deliveries\"");
+    if (pipe(s->wake_fd) < 0) goto fail;
+    for (int i = 0; i < 2; i++) {
+        int fl = fcntl(s->wake_fd[i], F_GETFL);
+        if (fl < 0 || fcntl(s->wake_fd[i], F_SETFL, fl | O_NONBLOCK) < 0) goto fail;
+    }
+    s->wake_ev = event_new(base, s->wake_fd[0], EV_READ | EV_PERSIST, on_wake, s);
+    if (!s->wake_ev || event_add(s->wake_ev, NULL) < 0) goto fail;
+    if (pthread_create(&s->thread, NULL, run, s) != 0) goto fail;
+    return s;
+fail:
+    if (s->wake_ev) event_free(s->wake_ev);
+    if (s->wake_fd[0] > 0) close(s->wake_fd[0]);
+    if (s->wake_fd[1] > 0) close(s->wake_fd[1]);
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->cond);
+    free(s->url);
+    free(s->instance_id);
+    free(s);
+    return NULL;
+}
+
+void store_submit(store_t *s, store_op_t *op)
+{
+    op->next = NULL;
+    atomic_fetch_add(&s->pending, 1);
+    pthread_mutex_lock(&s->lock);
+    if (s->queue_tail)
+        s->queue_tail->next = op;
+    else
+        s->queue_head = op;
+    s->queue_tail = op;
+    pthread_cond_signal(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+}
+
+int store_pending(const store_t *s)
+{
+    return atomic_load(&s->pending);
+}
+
+bool store_connected(const store_t *s)
+{
+    return atomic_load(&s->connected);
+}
+
+void store_stop(store_t *s, int64_t timeout_ms)
+{
+    if (!s) return;
+    pthread_mutex_lock(&s->lock);
+    s->stop = 1;
+    pthread_cond_signal(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    /* let it finish the queue for a while, delivering completions meanwhile */
+    int64_t deadline = hookd_mono_ms() + timeout_ms;
+    while (atomic_load(&s->pending) > 0 && hookd_mono_ms() < deadline) {
+        deliver_done(s);
+        struct timespec ts = {0, 5 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    pthread_mutex_lock(&s->lock);
+    s->stop = 2;
+    pthread_cond_signal(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    pthread_join(s->thread, NULL);
+    /* whatever was never taken fails; completions may submit more: repeat */
+    for (;;) {
+        store_op_t *left = s->queue_head;
+        s->queue_head = s->queue_tail = NULL;
+        if (!left && !s->done_head) break;
+        fail_all(s, left);
+        deliver_done(s);
+    }
+    event_free(s->wake_ev);
+    close(s->wake_fd[0]);
+    close(s->wake_fd[1]);
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->cond);
+    free(s->url);
+    free(s->instance_id);
+    free(s);
+}

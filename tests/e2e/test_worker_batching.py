@@ -1,0 +1,104 @@
+"""hookd-worker batching (SPEC §7): jobs of one subscription at one endpoint
+within HOOKD_BATCH_WINDOW_MS share a request (up to HOOKD_BATCH_MAX),
+batch=false sends one job per request, window 0 sends at once."""
+
+import json
+
+from harness import metric, wait_for
+from worker_helpers import (body_ids, insert_subscription, make_job, produce_jobs, start_worker,
+                            verify, wait_finished)
+
+
+def test_250_jobs_in_one_window_make_three_ordered_requests(db, kafka, services, receiver):
+    db.migrate()
+    sub = insert_subscription(db, receiver.url())
+    worker = start_worker(services, HOOKD_BATCH_WINDOW_MS=4000, HOOKD_BATCH_MAX=100)
+    jobs = [make_job(sub, "evt_%03d" % i) for i in range(250)]
+    produce_jobs(kafka, jobs)
+
+    reqs = receiver.wait_count(3, timeout=30)
+    wait_finished(db, [j["id"] for j in jobs], "delivered")
+    reqs = receiver.snapshot()
+    assert [len(json.loads(r["body"])) for r in reqs] == [100, 100, 50]
+    ids = [i for r in reqs for i in body_ids(r)]
+    assert ids == ["evt_%03d" % i for i in range(250)]  # partition order, across requests
+    for r in reqs:
+        assert verify(sub["secret"], r)
+        items = json.loads(r["body"])
+        # the webhook-id of a batch is the job id of its first job
+        first = next(j for j in jobs if j["event_id"] == items[0]["id"])
+        assert r["headers"]["webhook-id"] == first["id"]
+    m = worker.metrics()
+    assert metric(m, "hookd_batch_size_count") == 3
+    assert metric(m, "hookd_deliveries_total", outcome="success") == 250
+
+
+def test_batch_false_sends_one_object_per_request(db, kafka, services, receiver):
+    db.migrate()
+    sub = insert_subscription(db, receiver.url(), batch=False)
+    start_worker(services, HOOKD_BATCH_WINDOW_MS=2000)
+    jobs = [make_job(sub, "evt_%03d" % i) for i in range(250)]
+    produce_jobs(kafka, jobs)
+
+    receiver.wait_count(250, timeout=60)
+    wait_finished(db, [j["id"] for j in jobs], "delivered")
+    reqs = receiver.snapshot()
+    assert len(reqs) == 250
+    bodies = [json.loads(r["body"]) for r in reqs]
+    assert all(isinstance(b, dict) for b in bodies)
+    # one request in flight per endpoint (HOOKD_ENDPOINT_CONCURRENCY=1): strict order
+    assert [b["id"] for b in bodies] == ["evt_%03d" % i for i in range(250)]
+    assert [r["headers"]["webhook-id"] for r in reqs] == [j["id"] for j in jobs]
+
+
+def test_window_zero_sends_at_once(db, kafka, services, receiver):
+    db.migrate()
+    sub = insert_subscription(db, receiver.url())
+    # a window that would outlast the test if it applied ...
+    start_worker(services, HOOKD_BATCH_WINDOW_MS=0)
+    job = make_job(sub, "evt_now")
+    produce_jobs(kafka, [job])
+    # ... so this arriving proves the job was not held for a window
+    reqs = receiver.wait_count(1, timeout=15)
+    assert json.loads(reqs[0]["body"])[0]["id"] == "evt_now"
+    assert reqs[0]["headers"]["webhook-id"] == job["id"]
+
+
+def test_long_window_holds_jobs_until_it_ends(db, kafka, services, receiver):
+    db.migrate()
+    sub = insert_subscription(db, receiver.url())
+    start_worker(services, HOOKD_BATCH_WINDOW_MS=3000)
+    produce_jobs(kafka, [make_job(sub, "evt_a")])
+    # the job is consumed and waits in its window ...
+    wait_for(lambda: db.scalar("SELECT count(*) FROM finished_jobs") == 0 and receiver.count() == 0,
+             timeout=5, message="nothing sent yet")
+    produce_jobs(kafka, [make_job(sub, "evt_b")])
+    # ... and the second one joins it in the same request
+    reqs = receiver.wait_count(1, timeout=20)
+    wait_for(lambda: db.scalar("SELECT count(*) FROM finished_jobs") == 2, timeout=20,
+             message="both jobs finished")
+    assert receiver.count() == 1
+    assert body_ids(reqs[0]) == ["evt_a", "evt_b"]
+
+
+def test_jobs_of_two_subscriptions_at_one_endpoint_are_batched_per_subscription(
+        db, kafka, services, receiver):
+    db.migrate()
+    a = insert_subscription(db, receiver.url(), event_types=["client/*"])
+    b = insert_subscription(db, receiver.url(), event_types=["payment/*"])
+    assert a["endpoint_id"] == b["endpoint_id"]
+    start_worker(services, HOOKD_BATCH_WINDOW_MS=2000)
+    jobs = []
+    for i in range(6):
+        jobs.append(make_job(a if i % 2 == 0 else b, "evt_%d" % i))
+    produce_jobs(kafka, jobs)
+    wait_finished(db, [j["id"] for j in jobs], "delivered")
+    reqs = receiver.snapshot()
+    assert len(reqs) == 2
+    by_sig = {}
+    for r in reqs:
+        owner = a if verify(a["secret"], r) else b
+        assert verify(owner["secret"], r)
+        by_sig[owner["id"]] = body_ids(r)
+    assert by_sig[a["id"]] == ["evt_0", "evt_2", "evt_4"]
+    assert by_sig[b["id"]] == ["evt_1", "evt_3", "evt_5"]
