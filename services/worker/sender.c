@@ -1,6 +1,13 @@
-/* HTTP delivery: one libcurl multi handle driven by the worker's libevent
- * loop (socket and timer callbacks), pooled easy handles and connections,
- * and the SSRF rules applied to every address curl is about to connect to. */
+/* HTTP delivery: libcurl multi handles driven by the worker's libevent loop
+ * (socket and timer callbacks), pooled easy handles and connections, and the
+ * SSRF rules applied to every address curl is about to connect to.
+ *
+ * Requests are spread over a few multi handles ("shards") by target URL.
+ * libcurl 7.88 walks its whole connection cache each time a transfer is
+ * removed from a multi handle (and a host's connection list each time one
+ * starts), so one cache holding ~1000 connections costs more than the HTTP
+ * exchange itself; shards keep each cache small. A URL always maps to the
+ * same shard, so its connections are reused. */
 #include "sender.h"
 
 #include "hookd/log.h"
@@ -11,17 +18,25 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #define SENDER_EXCERPT_MAX 1024
 #define SENDER_DNS_CACHE_S 120
 #define SENDER_MIN_CONNECTS 32
+#define SENDER_SHARD_INFLIGHT 32 /* in-flight requests per shard, roughly */
+#define SENDER_MAX_SHARDS 64
+
+typedef struct shard shard_t;
 
 /* One request slot: an easy handle configured once and reused for every
  * request it carries (curl keeps connections in the multi handle's cache,
- * not in the easy handle, so any slot can reuse any idle connection). */
+ * not in the easy handle, so any slot of a shard can reuse any idle
+ * connection of that shard). */
 typedef struct req {
     sender_t *s;
+    shard_t *shard; /* the multi handle this slot's easy handle belongs to */
     CURL *easy;
     struct curl_slist *headers; /* the caller's list while in flight (owned) */
     struct curl_slist *tail;    /* its last node, linked to 'expect' while in flight */
@@ -42,24 +57,39 @@ typedef struct req {
 /* The libevent event watching one of curl's sockets (curl_multi_assign). */
 typedef struct sock {
     struct event ev;
-    short kind;       /* EV_READ/EV_WRITE currently watched */
-    bool in_use;      /* assigned to a socket (else on the free list) */
+    sender_t *s;
+    shard_t *shard; /* whose multi handle the socket belongs to */
+    curl_socket_t fd;
+    short kind;       /* EV_READ/EV_WRITE registered */
+    bool registered;  /* 'ev' is added */
+    bool parked;      /* curl does not watch it now (idle connection), 'ev' still added */
+    bool ours;        /* opened by on_opensocket (closed by on_closesocket) */
+    bool in_use;      /* else on the free list */
     struct sock *all; /* every sock ever allocated, freed by sender_free */
     struct sock *next_free;
 } sock_t;
 
+/* One multi handle with its connection cache, its timer and its idle slots. */
+struct shard {
+    sender_t *s;
+    CURLM *multi;
+    struct event timer;
+    req_t *free_reqs;
+};
+
 struct sender {
     struct event_base *base;
-    CURLM *multi;
+    shard_t *shards;
+    int n_shards;
     CURLSH *share; /* TLS session cache shared by all easy handles */
-    struct event timer;
     sender_opts_t opts;
     char *ca_bundle; /* owned copies of the option strings */
     char *user_agent;
     int inflight;
-    req_t *busy;      /* in-flight requests (doubly linked) */
-    req_t *free_reqs; /* idle slots */
+    req_t *busy; /* in-flight requests (doubly linked) */
     sock_t *socks, *free_socks;
+    sock_t **by_fd; /* socks of the sockets we opened, by descriptor */
+    int by_fd_cap;
     int dispatching;   /* depth of completion dispatch (done callbacks running) */
     bool free_pending; /* sender_free called from inside a done callback */
     bool closing;      /* being destroyed: curl callbacks are ignored */
@@ -122,46 +152,70 @@ send_class_t send_classify(int curl_code, int status, bool refused)
     }
 }
 
-/* ---- curl -> libevent ---- */
+/* ---- curl -> libevent ----
+ *
+ * Each socket curl wants watched gets one persistent libevent event. For a
+ * keep-alive connection curl says REMOVE when a request finishes and asks
+ * for IN again as soon as the next request on it is sent; deleting and
+ * re-adding the epoll registration each time costs two syscalls per request.
+ * So a socket this sender opened (opensocket/closesocket callbacks, so we
+ * see its whole life) stays registered for reading while idle ("parked");
+ * if it turns readable while parked (the peer closed it), the registration
+ * is dropped then. Sockets curl opens itself (the resolver's wake-up pipe)
+ * are unregistered on REMOVE. */
 
-static void dispatch(sender_t *s);
+static void dispatch(shard_t *sh);
 static void destroy(sender_t *s);
+
+static void sock_unregister(sock_t *sk)
+{
+    if (sk->registered) event_del(&sk->ev);
+    sk->registered = false;
+    sk->parked = false;
+    sk->kind = 0;
+}
 
 static void on_socket_event(evutil_socket_t fd, short what, void *arg)
 {
-    sender_t *s = arg;
+    sock_t *sk = arg;
+    shard_t *sh = sk->shard;
     int running = 0, flags = 0;
+    if (sk->parked || !sh) { /* an idle connection closed or spoke: curl checks it on reuse */
+        sock_unregister(sk);
+        return;
+    }
     if (what & EV_READ) flags |= CURL_CSELECT_IN;
     if (what & EV_WRITE) flags |= CURL_CSELECT_OUT;
-    CURLMcode rc = curl_multi_socket_action(s->multi, fd, flags, &running);
+    CURLMcode rc = curl_multi_socket_action(sh->multi, fd, flags, &running);
     if (rc != CURLM_OK) log_error("sender_socket_action error=\"%s\"", curl_multi_strerror(rc));
-    dispatch(s);
+    dispatch(sh);
 }
 
 static void on_timer_event(evutil_socket_t fd, short what, void *arg)
 {
-    sender_t *s = arg;
+    shard_t *sh = arg;
     int running = 0;
-    CURLMcode rc = curl_multi_socket_action(s->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    CURLMcode rc = curl_multi_socket_action(sh->multi, CURL_SOCKET_TIMEOUT, 0, &running);
     if (rc != CURLM_OK) log_error("sender_socket_action error=\"%s\"", curl_multi_strerror(rc));
-    dispatch(s);
+    dispatch(sh);
 }
 
-/* CURLMOPT_TIMERFUNCTION: one libevent timer; 0 means "as soon as possible",
- * which the loop does on its next iteration (never inside sender_post). */
+/* CURLMOPT_TIMERFUNCTION: one libevent timer per shard; 0 means "as soon
+ * as possible", which the loop does on its next pass (never inside
+ * sender_post; and a timer, unlike event_active, cannot starve the loop). */
 static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
 {
-    sender_t *s = userp;
-    if (s->closing) return 0;
+    shard_t *sh = userp;
+    if (sh->s->closing) return 0;
     if (timeout_ms < 0) {
-        evtimer_del(&s->timer);
+        evtimer_del(&sh->timer);
         return 0;
     }
     struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-    return evtimer_add(&s->timer, &tv) == 0 ? 0 : -1;
+    return evtimer_add(&sh->timer, &tv) == 0 ? 0 : -1;
 }
 
-static sock_t *sock_get(sender_t *s)
+static sock_t *sock_get(sender_t *s, shard_t *sh, curl_socket_t fd, bool ours)
 {
     sock_t *sk = s->free_socks;
     if (sk) {
@@ -169,53 +223,69 @@ static sock_t *sock_get(sender_t *s)
     } else {
         sk = calloc(1, sizeof(*sk));
         if (!sk) return NULL;
+        sk->s = s;
         sk->all = s->socks;
         s->socks = sk;
     }
     sk->in_use = true;
+    sk->shard = sh;
+    sk->ours = ours;
+    sk->fd = fd;
     sk->kind = 0;
+    sk->registered = sk->parked = false;
     return sk;
 }
 
 static void sock_put(sender_t *s, sock_t *sk)
 {
+    sock_unregister(sk);
     sk->in_use = false;
     sk->next_free = s->free_socks;
     s->free_socks = sk;
 }
 
-/* CURLMOPT_SOCKETFUNCTION: keeps one persistent libevent event per socket,
- * re-armed only when the set of watched directions changes. */
+/* The sock of a socket this sender opened, or NULL. */
+static sock_t *sock_of_fd(sender_t *s, curl_socket_t fd)
+{
+    return fd >= 0 && fd < s->by_fd_cap ? s->by_fd[fd] : NULL;
+}
+
+/* CURLMOPT_SOCKETFUNCTION */
 static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
-    sender_t *s = userp;
+    shard_t *sh = userp;
+    sender_t *s = sh->s;
     sock_t *sk = socketp;
     if (s->closing) return 0;
+    if (!sk) sk = sock_of_fd(s, fd); /* curl forgets its pointer on REMOVE; we do not */
     if (what == CURL_POLL_REMOVE) {
-        if (sk) {
-            event_del(&sk->ev);
-            sock_put(s, sk);
-            /* curl forgets the socket's pointer on REMOVE */
+        if (!sk) return 0;
+        if (sk->ours) {
+            if (sk->registered && sk->kind == EV_READ)
+                sk->parked = true; /* idle keep-alive connection: stay registered */
+            else
+                sock_unregister(sk);
+        } else {
+            sock_put(s, sk); /* curl closes it itself */
         }
         return 0;
     }
     short kind =
         (short)(((what & CURL_POLL_IN) ? EV_READ : 0) | ((what & CURL_POLL_OUT) ? EV_WRITE : 0));
-    if (!sk) {
-        if (!(sk = sock_get(s))) return -1;
-        if (curl_multi_assign(s->multi, fd, sk) != CURLM_OK) {
-            sock_put(s, sk);
-            return -1;
-        }
-    } else if (sk->kind == kind) {
-        return 0;
-    } else {
-        event_del(&sk->ev);
+    if (!sk && !(sk = sock_get(s, sh, fd, false))) return -1;
+    if (!socketp && curl_multi_assign(sh->multi, fd, sk) != CURLM_OK) {
+        if (!sk->ours) sock_put(s, sk);
+        return -1;
     }
+    sk->parked = false;
+    if (sk->registered && sk->kind == kind) return 0;
+    if (sk->registered) event_del(&sk->ev);
+    sk->registered = false;
     sk->kind = kind;
-    if (event_assign(&sk->ev, s->base, fd, (short)(kind | EV_PERSIST), on_socket_event, s) < 0 ||
+    if (event_assign(&sk->ev, s->base, fd, (short)(kind | EV_PERSIST), on_socket_event, sk) < 0 ||
         event_add(&sk->ev, NULL) < 0)
         return -1;
+    sk->registered = true;
     return 0;
 }
 
@@ -226,12 +296,43 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
 static curl_socket_t on_opensocket(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr)
 {
     req_t *r = clientp;
+    sender_t *s = r->s;
     if (purpose != CURLSOCKTYPE_IPCXN) return CURL_SOCKET_BAD;
-    if (!target_addr_allowed(&addr->addr, r->s->opts.allow_private)) {
+    if (!target_addr_allowed(&addr->addr, s->opts.allow_private)) {
         r->refused = true;
         return CURL_SOCKET_BAD;
     }
-    return socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+    curl_socket_t fd = socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+    if (fd < 0) return CURL_SOCKET_BAD;
+    if (fd >= s->by_fd_cap) {
+        int cap = s->by_fd_cap ? s->by_fd_cap : 256;
+        while (cap <= fd)
+            cap *= 2;
+        sock_t **m = realloc(s->by_fd, (size_t)cap * sizeof(*m));
+        if (!m) goto fail;
+        memset(m + s->by_fd_cap, 0, (size_t)(cap - s->by_fd_cap) * sizeof(*m));
+        s->by_fd = m;
+        s->by_fd_cap = cap;
+    }
+    if (s->by_fd[fd]) sock_put(s, s->by_fd[fd]); /* stale: its fd was closed behind our back */
+    if (!(s->by_fd[fd] = sock_get(s, r->shard, fd, true))) goto fail;
+    return fd;
+
+fail:
+    close(fd);
+    return CURL_SOCKET_BAD;
+}
+
+/* CURLOPT_CLOSESOCKETFUNCTION: curl has already said REMOVE for it. */
+static int on_closesocket(void *clientp, curl_socket_t fd)
+{
+    sender_t *s = clientp;
+    sock_t *sk = sock_of_fd(s, fd);
+    if (sk) {
+        s->by_fd[fd] = NULL;
+        if (!s->closing) sock_put(s, sk); /* (while closing, destroy frees every sock) */
+    }
+    return close(fd);
 }
 
 /* CURLOPT_WRITEFUNCTION: keeps the first SENDER_EXCERPT_MAX bytes. */
@@ -254,11 +355,13 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
         if (curl_easy_setopt((easy), (opt), (val)) != CURLE_OK) goto fail;                         \
     } while (0)
 
-static req_t *req_new(sender_t *s)
+static req_t *req_new(shard_t *sh)
 {
+    sender_t *s = sh->s;
     req_t *r = calloc(1, sizeof(*r));
     if (!r) return NULL;
     r->s = s;
+    r->shard = sh;
     memcpy(r->expect_str, "Expect:", 8);
     r->expect.data = r->expect_str;
     snprintf(r->ctype_str, sizeof(r->ctype_str), "Content-Type: application/json");
@@ -272,6 +375,8 @@ static req_t *req_new(sender_t *s)
     SETOPT(e, CURLOPT_WRITEDATA, r);
     SETOPT(e, CURLOPT_OPENSOCKETFUNCTION, on_opensocket);
     SETOPT(e, CURLOPT_OPENSOCKETDATA, r);
+    SETOPT(e, CURLOPT_CLOSESOCKETFUNCTION, on_closesocket);
+    SETOPT(e, CURLOPT_CLOSESOCKETDATA, s);
     SETOPT(e, CURLOPT_PROTOCOLS_STR, "http,https");
     SETOPT(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     SETOPT(e, CURLOPT_FOLLOWLOCATION, 0L);
@@ -322,7 +427,7 @@ static void complete(sender_t *s, req_t *r, CURLcode code)
 {
     long status = 0;
     if (curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK) status = 0;
-    CURLMcode mrc = curl_multi_remove_handle(s->multi, r->easy);
+    CURLMcode mrc = curl_multi_remove_handle(r->shard->multi, r->easy);
     if (mrc != CURLM_OK) log_error("sender_remove_handle error=\"%s\"", curl_multi_strerror(mrc));
     busy_unlink(s, r);
     s->inflight--;
@@ -347,18 +452,19 @@ static void complete(sender_t *s, req_t *r, CURLcode code)
     done(&res, ctx); /* may post again: inflight was already decremented */
 
     /* back to the pool only now: 'res' pointed into the slot */
-    r->next = s->free_reqs;
-    s->free_reqs = r;
+    r->next = r->shard->free_reqs;
+    r->shard->free_reqs = r;
 }
 
 /* Runs the done callbacks of finished requests. Only ever called from the
  * loop's event callbacks, so never from inside sender_post. */
-static void dispatch(sender_t *s)
+static void dispatch(shard_t *sh)
 {
+    sender_t *s = sh->s;
     CURLMsg *m;
     int left;
     s->dispatching++;
-    while (!s->free_pending && (m = curl_multi_info_read(s->multi, &left))) {
+    while (!s->free_pending && (m = curl_multi_info_read(sh->multi, &left))) {
         if (m->msg != CURLMSG_DONE) continue;
         CURL *easy = m->easy_handle;
         CURLcode code = m->data.result;
@@ -372,6 +478,21 @@ static void dispatch(sender_t *s)
 
 /* ---- public ---- */
 
+/* How many connections the cache keeps open (in use or idle). Requests do
+ * not spread evenly over hosts, so more than max_inflight are needed or
+ * connections get closed and reopened all the time; idle ones also make
+ * the next delivery to a quiet endpoint cheap. Bounded by the descriptor
+ * limit. */
+static long idle_connection_cap(int max_inflight)
+{
+    long cap = 4L * max_inflight;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        (long)(rl.rlim_cur / 2) < cap)
+        cap = (long)(rl.rlim_cur / 2);
+    return cap < SENDER_MIN_CONNECTS ? SENDER_MIN_CONNECTS : cap;
+}
+
 sender_t *sender_new(struct event_base *base, const sender_opts_t *opts)
 {
     sender_t *s = calloc(1, sizeof(*s));
@@ -381,7 +502,6 @@ sender_t *sender_new(struct event_base *base, const sender_opts_t *opts)
         return NULL;
     }
     s->base = base;
-    evtimer_assign(&s->timer, base, on_timer_event, s);
     s->opts = *opts;
     if (s->opts.max_inflight < 1) s->opts.max_inflight = 1;
     if (s->opts.timeout_ms <= 0) s->opts.timeout_ms = 10000;
@@ -396,18 +516,28 @@ sender_t *sender_new(struct event_base *base, const sender_opts_t *opts)
     if (!(s->share = curl_share_init())) goto fail;
     if (curl_share_setopt(s->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK)
         goto fail;
-    if (!(s->multi = curl_multi_init())) goto fail;
-    long maxconnects =
-        s->opts.max_inflight > SENDER_MIN_CONNECTS ? s->opts.max_inflight : SENDER_MIN_CONNECTS;
-    if (curl_multi_setopt(s->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket) != CURLM_OK ||
-        curl_multi_setopt(s->multi, CURLMOPT_SOCKETDATA, s) != CURLM_OK ||
-        curl_multi_setopt(s->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer) != CURLM_OK ||
-        curl_multi_setopt(s->multi, CURLMOPT_TIMERDATA, s) != CURLM_OK ||
-        curl_multi_setopt(s->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX) != CURLM_OK ||
-        curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS, maxconnects) != CURLM_OK ||
-        curl_multi_setopt(s->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 0L) != CURLM_OK ||
-        curl_multi_setopt(s->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, 0L) != CURLM_OK)
-        goto fail;
+    int n = (s->opts.max_inflight + SENDER_SHARD_INFLIGHT - 1) / SENDER_SHARD_INFLIGHT;
+    n = n < 1 ? 1 : n > SENDER_MAX_SHARDS ? SENDER_MAX_SHARDS : n;
+    if (!(s->shards = calloc((size_t)n, sizeof(*s->shards)))) goto fail;
+    long maxconnects = idle_connection_cap(s->opts.max_inflight) / n;
+    if (maxconnects < SENDER_MIN_CONNECTS) maxconnects = SENDER_MIN_CONNECTS;
+    for (; s->n_shards < n; s->n_shards++) {
+        shard_t *sh = &s->shards[s->n_shards];
+        sh->s = s;
+        evtimer_assign(&sh->timer, base, on_timer_event, sh);
+        if (!(sh->multi = curl_multi_init())) goto fail;
+        if (curl_multi_setopt(sh->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket) != CURLM_OK ||
+            curl_multi_setopt(sh->multi, CURLMOPT_SOCKETDATA, sh) != CURLM_OK ||
+            curl_multi_setopt(sh->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer) != CURLM_OK ||
+            curl_multi_setopt(sh->multi, CURLMOPT_TIMERDATA, sh) != CURLM_OK ||
+            curl_multi_setopt(sh->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX) != CURLM_OK ||
+            curl_multi_setopt(sh->multi, CURLMOPT_MAXCONNECTS, maxconnects) != CURLM_OK ||
+            curl_multi_setopt(sh->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 0L) != CURLM_OK ||
+            curl_multi_setopt(sh->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, 0L) != CURLM_OK) {
+            s->n_shards++; /* destroy cleans this one up too */
+            goto fail;
+        }
+    }
     return s;
 
 fail:
@@ -423,11 +553,12 @@ int sender_post(sender_t *s, const char *url, struct curl_slist *headers, const 
     req_t *r = NULL;
     if (s->free_pending || s->inflight >= s->opts.max_inflight || !url || !done) goto refuse;
     if (target_parse(url, false, &t, why, sizeof(why)) < 0) goto refuse;
-    if (s->free_reqs) {
-        r = s->free_reqs;
-        s->free_reqs = r->next;
+    shard_t *sh = &s->shards[s->n_shards > 1 ? hookd_fnv1a(url, strlen(url)) % s->n_shards : 0];
+    if (sh->free_reqs) {
+        r = sh->free_reqs;
+        sh->free_reqs = r->next;
         r->next = NULL;
-    } else if (!(r = req_new(s))) {
+    } else if (!(r = req_new(sh))) {
         goto refuse;
     }
     r->excerpt_len = 0;
@@ -455,7 +586,7 @@ int sender_post(sender_t *s, const char *url, struct curl_slist *headers, const 
     r->start_us = hookd_mono_us();
     /* Adding only arms curl's timer (timeout 0): the transfer starts, and
      * 'done' runs, from the event loop. */
-    if (curl_multi_add_handle(s->multi, e) != CURLM_OK) goto refuse;
+    if (curl_multi_add_handle(sh->multi, e) != CURLM_OK) goto refuse;
     r->prev = NULL;
     r->next = s->busy;
     if (s->busy) s->busy->prev = r;
@@ -468,8 +599,8 @@ refuse:
     if (r) {
         req_drop_headers(r);
         r->done = NULL;
-        r->next = s->free_reqs;
-        s->free_reqs = r;
+        r->next = r->shard->free_reqs;
+        r->shard->free_reqs = r;
     }
     return -1;
 }
@@ -482,32 +613,36 @@ int sender_inflight(const sender_t *s)
 static void destroy(sender_t *s)
 {
     /* stop watching curl's sockets while they are still open */
-    for (sock_t *sk = s->socks; sk; sk = sk->all) {
-        if (sk->in_use) event_del(&sk->ev);
-        sk->in_use = false;
-    }
-    evtimer_del(&s->timer);
+    for (sock_t *sk = s->socks; sk; sk = sk->all)
+        sock_unregister(sk);
+    for (int i = 0; i < s->n_shards; i++)
+        evtimer_del(&s->shards[i].timer);
     s->closing = true; /* curl's socket/timer callbacks below are ignored */
     while (s->busy) {
         req_t *r = s->busy;
         busy_unlink(s, r);
-        curl_multi_remove_handle(s->multi, r->easy); /* abandoned: no callback */
+        curl_multi_remove_handle(r->shard->multi, r->easy); /* abandoned: no callback */
         req_drop_headers(r);
         req_free(r);
     }
     s->inflight = 0;
-    while (s->free_reqs) {
-        req_t *r = s->free_reqs;
-        s->free_reqs = r->next;
-        req_free(r);
+    for (int i = 0; i < s->n_shards; i++) {
+        shard_t *sh = &s->shards[i];
+        while (sh->free_reqs) {
+            req_t *r = sh->free_reqs;
+            sh->free_reqs = r->next;
+            req_free(r);
+        }
+        if (sh->multi) curl_multi_cleanup(sh->multi);
     }
-    if (s->multi) curl_multi_cleanup(s->multi);
+    free(s->shards);
     if (s->share) curl_share_cleanup(s->share);
     while (s->socks) {
         sock_t *sk = s->socks;
         s->socks = sk->all;
         free(sk);
     }
+    free(s->by_fd);
     free(s->ca_bundle);
     free(s->user_agent);
     free(s);

@@ -187,7 +187,7 @@ static void server_start(server_t *srv, struct event_base *base)
     sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     srv->lis =
         evconnlistener_new_bind(base, on_accept, srv, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE,
-                                128, (struct sockaddr *)&sin, sizeof(sin));
+                                1024, (struct sockaddr *)&sin, sizeof(sin));
     assert_non_null(srv->lis);
     socklen_t len = sizeof(sin);
     assert_int_equal(getsockname(evconnlistener_get_fd(srv->lis), (struct sockaddr *)&sin, &len),
@@ -354,6 +354,13 @@ static int setup_small(void **state)
 {
     sender_opts_t o = default_opts();
     o.max_inflight = 2;
+    return setup_opts(state, o);
+}
+
+static int setup_large(void **state)
+{
+    sender_opts_t o = default_opts();
+    o.max_inflight = 1024; /* several multi handles */
     return setup_opts(state, o);
 }
 
@@ -600,11 +607,11 @@ static void test_concurrent(void **state)
         assert_int_equal(recs[i].cls, SEND_SUCCESS);
     }
     assert_true(F->srv.accepted <= 60);
-    /* a second wave reuses the pooled connections */
+    /* a second wave to the same URLs reuses the pooled connections */
     int before = F->srv.accepted;
     memset(recs, 0, sizeof(recs));
     for (int i = 0; i < 60; i++)
-        assert_int_equal(post("/", &recs[i]), 0);
+        assert_int_equal(post(i % 2 ? "/" : "/status/200", &recs[i]), 0);
     wait_calls(120, 5000);
     assert_int_equal(F->srv.accepted, before);
 }
@@ -664,6 +671,55 @@ static void test_free_with_inflight(void **state)
     assert_int_equal(F->done_calls, 0);
     assert_int_equal(F->srv.open, 0);
     /* teardown's sender_free(NULL) is a no-op */
+}
+
+/* The server drops idle keep-alive connections (as on its keep-alive
+ * timeout): the next request must still go through, on a new connection,
+ * whether or not the loop saw the close first. */
+static void test_idle_connection_closed(void **state)
+{
+    for (int round = 0; round < 2; round++) {
+        rec_t a = {0}, b = {0};
+        int calls = F->done_calls;
+        assert_int_equal(post("/", &a), 0);
+        wait_calls(calls + 1, 3000);
+        assert_int_equal(a.cls, SEND_SUCCESS);
+        int accepted = F->srv.accepted;
+        run_for(10);
+        while (F->srv.conns)
+            conn_free(F->srv.conns);
+        if (round == 0) run_for(20); /* the parked socket sees the close */
+        assert_int_equal(post("/", &b), 0);
+        wait_calls(calls + 2, 3000);
+        assert_int_equal(b.cls, SEND_SUCCESS);
+        assert_int_equal(F->srv.accepted, accepted + 1);
+    }
+}
+
+static void test_many_urls(void **state)
+{
+    enum { N = 200, URLS = 50 };
+    rec_t *recs = calloc(N, sizeof(*recs));
+    char paths[URLS][32];
+    for (int i = 0; i < URLS; i++)
+        snprintf(paths[i], sizeof(paths[i]), "/ep/%d", i);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(post(paths[i % URLS], &recs[i]), 0);
+    assert_int_equal(sender_inflight(F->sender), N);
+    wait_calls(N, 5000);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(recs[i].cls, SEND_SUCCESS);
+    int before = F->srv.accepted;
+    assert_true(before <= N);
+    /* the same URLs again, one at a time: every one finds an idle connection */
+    for (int i = 0; i < URLS; i++) {
+        assert_int_equal(post(paths[i], &recs[i]), 0);
+        wait_calls(N + i + 1, 3000);
+        assert_int_equal(recs[i].cls, SEND_SUCCESS);
+    }
+    assert_int_equal(F->srv.accepted, before);
+    assert_int_equal(F->srv.requests, N + URLS);
+    free(recs);
 }
 
 static void on_done_free(const send_result_t *r, void *ctx)
@@ -739,6 +795,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_request_head, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_with_inflight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_inside_callback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idle_connection_closed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_many_urls, setup_large, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
