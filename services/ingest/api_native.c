@@ -258,8 +258,8 @@ static void on_patch(api_ctx_t *c)
         "event_types = ?::text[]", "target_url = ?",       "name = ?",
         "description = ?",         "statuses = ?::text[]", "payload_mode = ?",
         "body_format = ?",         "batch = ?::boolean",   "metadata = ?::jsonb",
-        "active = ?::boolean, deactivated_reason = CASE WHEN ?::boolean THEN"
-        " s.deactivated_reason WHEN s.active THEN 'paused' ELSE s.deactivated_reason END",
+        ("active = ?::boolean, deactivated_reason = CASE WHEN ?::boolean THEN"
+         " s.deactivated_reason WHEN s.active THEN 'paused' ELSE s.deactivated_reason END"),
     };
     static const char *const names[] = {"event_types", "target_url",   "name",
                                         "description", "statuses",     "payload_mode",
