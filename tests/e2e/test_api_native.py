@@ -119,12 +119,14 @@ def test_patch_pause_resume_and_partial_updates(api, receiver):
     assert status == 200 and p["active"] is True and p["deactivated_reason"] is None and p["version"] == 2
 
     status, p = c.patch(path, {"name": "renamed", "event_types": ["payment/paid", "payment.update"],
-                               "statuses": None, "metadata": {"b": [True]}, "payload_mode": "basic",
+                               "statuses": None, "metadata": {"b": [True], "s": "a \" b  c\\ ,: {"},
+                               "payload_mode": "basic",
                                "body_format": "vcita", "batch": False, "description": "d",
                                "target_url": receiver.url("/moved")})
     assert status == 200, p
     assert p["name"] == "renamed" and sorted(p["event_types"]) == ["payment/paid", "payment/updated"]
-    assert p["statuses"] is None and p["metadata"] == {"b": [True]} and p["payload_mode"] == "basic"
+    assert p["statuses"] is None and p["metadata"] == {"b": [True], "s": "a \" b  c\\ ,: {"}
+    assert p["payload_mode"] == "basic"
     assert p["body_format"] == "vcita" and p["batch"] is False and p["description"] == "d"
     assert p["target_url"] == receiver.url("/moved") and p["endpoint_id"] != w["endpoint_id"]
     assert p["version"] == 3 and parse_ts(p["updated_at"]) >= parse_ts(p["created_at"])
