@@ -20,9 +20,12 @@ from hookd_kafka import produce
 JOBS_TOPIC = "hookd.deliveries"
 
 # Worker settings that keep the tests quick: no batch window unless a test
-# sets one, frequent commits and scheduler polls, short fetch waits against
-# the embedded broker, short HTTP timeouts.
+# sets one, frequent commits and scheduler polls, short fetch waits and a
+# short session timeout against the embedded broker (a restarted worker
+# rejoins the group sooner), short HTTP timeouts.
 FAST_WORKER = {
+    "HOOKD_KAFKA_SESSION_TIMEOUT_MS": 6000,
+    "HOOKD_KAFKA_HEARTBEAT_INTERVAL_MS": 1000,
     "HOOKD_BATCH_WINDOW_MS": 0,
     "HOOKD_COMMIT_INTERVAL_MS": 50,
     "HOOKD_SCHEDULER_POLL_MS": 100,

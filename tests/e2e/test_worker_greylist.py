@@ -1,0 +1,147 @@
+"""hookd-worker grey-listing (SPEC §7) with compressed timing: after
+HOOKD_GREYLIST_THRESHOLD consecutive failures nothing is sent until the
+period ends, then exactly one probe (the oldest parked job); failed probes
+double the period up to the cap; a successful probe releases the parked
+jobs in their original order. The state lives in PostgreSQL and survives a
+worker restart. A hanging endpoint does not hold up a healthy one."""
+
+import datetime
+import threading
+import time
+
+from harness import metric, wait_for
+from worker_helpers import (endpoint_row, finished_states, insert_subscription, make_job,
+                            produce_jobs, start_worker, wait_finished)
+
+GREY = {
+    "HOOKD_GREYLIST_THRESHOLD": 3,
+    "HOOKD_GREYLIST_BASE_S": 1,
+    "HOOKD_GREYLIST_MAX_S": 4,
+    "HOOKD_RETRY_SCHEDULE": ",".join(["200ms"] * 10),
+}
+
+
+class EndpointWatcher:
+    """Polls the endpoint row and records every grey-list period it sees:
+    (level, period start = last_failure_at, end = greylisted_until)."""
+
+    def __init__(self, db, endpoint_id):
+        self.db, self.endpoint_id = db, endpoint_id
+        self.periods = []
+        self.stop_flag = False
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        import psycopg2
+        conn = psycopg2.connect(self.db.url)
+        conn.autocommit = True
+        cur = conn.cursor()
+        while not self.stop_flag:
+            cur.execute("SELECT greylist_level, last_failure_at, greylisted_until FROM endpoints"
+                        " WHERE id = %s", (self.endpoint_id,))
+            level, start, until = cur.fetchone()
+            if until is not None and (not self.periods or self.periods[-1][2] != until):
+                self.periods.append((level, start, until))
+            time.sleep(0.02)
+        conn.close()
+
+    def stop(self):
+        self.stop_flag = True
+        self.thread.join()
+
+
+def ts(request):
+    return datetime.datetime.fromtimestamp(request["time"], tz=datetime.timezone.utc)
+
+
+def test_greylist_periods_probe_release_and_restart(db, kafka, services, receiver):
+    db.migrate()
+    sub = insert_subscription(db, receiver.url(), batch=False)
+    ep = sub["endpoint_id"]
+    receiver.status = 503
+    watcher = EndpointWatcher(db, ep)
+    worker = start_worker(services, **GREY)
+    jobs = [make_job(sub, "evt_%d" % i) for i in range(5)]
+    produce_jobs(kafka, jobs)
+
+    # three failures grey-list it; the other two jobs are parked, not sent
+    wait_for(lambda: endpoint_row(db, ep)["greylist_level"] >= 1, timeout=20,
+             message="the endpoint to be grey-listed")
+    wait_for(lambda: db.scalar("SELECT count(*) FROM parked_jobs") == 5, timeout=10,
+             message="every job parked")
+    assert [r["headers"]["webhook-id"] for r in receiver.snapshot()[:3]] == \
+        [j["id"] for j in jobs[:3]]
+    reasons = dict((r["job_id"].replace("-", ""), r["reason"]) for r in
+                   db.query("SELECT job_id::text, reason FROM parked_jobs"))
+    assert [reasons[j["id"]] for j in jobs] == ["retry"] * 3 + ["greylist"] * 2
+    view = db.query("SELECT * FROM hookd_failing_endpoints")
+    assert len(view) == 1 and view[0]["endpoint_id"] == ep and view[0]["parked_jobs"] == 5
+    wait_for(lambda: metric(worker.metrics(), "hookd_greylisted_endpoints") == 1, timeout=10,
+             message="the grey-listed gauge")
+    wait_for(lambda: metric(worker.metrics(), "hookd_parked_jobs") == 5, timeout=10,
+             message="the parked gauge")
+
+    # the probe after period 1 fails: period 2 (2 s) ...
+    wait_for(lambda: endpoint_row(db, ep)["greylist_level"] >= 2, timeout=20,
+             message="a failed probe")
+    # ... during which the worker is restarted; a job arriving meanwhile is parked
+    assert worker.stop() == 0
+    worker = start_worker(services, **GREY)
+    late = make_job(sub, "evt_late")
+    produce_jobs(kafka, [late])
+    wait_for(lambda: db.scalar("SELECT count(*) FROM parked_jobs") == 6, timeout=20,
+             message="the late job parked")
+    # the new worker keeps probing and doubling: 4 s, then the cap (4 s)
+    wait_for(lambda: endpoint_row(db, ep)["greylist_level"] >= 4, timeout=30,
+             message="more failed probes")
+    receiver.status = 204
+    recovered_at = time.time()
+    wait_finished(db, [j["id"] for j in jobs] + [late["id"]], "delivered", timeout=30)
+    watcher.stop()
+
+    row = endpoint_row(db, ep)
+    assert row["greylisted_until"] is None and row["consecutive_failures"] == 0
+    assert row["greylist_level"] == 0 and row["last_success_at"] is not None
+    assert db.scalar("SELECT count(*) FROM parked_jobs") == 0
+    assert db.query("SELECT * FROM hookd_failing_endpoints") == []
+
+    # periods doubled up to the cap, each exactly as long as the rule says
+    levels = [(p[0], (p[2] - p[1]).total_seconds()) for p in watcher.periods]
+    assert levels[:4] == [(1, 1.0), (2, 2.0), (3, 4.0), (4, 4.0)], levels
+    # nothing was sent inside a period: each request came before its start or after its end
+    reqs = receiver.snapshot()
+    for level, start, until in watcher.periods:
+        inside = [r for r in reqs if start < ts(r) < until]
+        assert inside == [], (level, start, until, [ts(r) for r in inside])
+    # probes were the oldest parked job (the first one); after recovery it
+    # went first alone, then the rest in their original order
+    after = [r["headers"]["webhook-id"] for r in reqs if r["time"] >= recovered_at]
+    assert after == [j["id"] for j in jobs] + [late["id"]]
+    probes = [r["headers"]["webhook-id"] for r in reqs[3:] if r["time"] < recovered_at]
+    assert probes and set(probes) == {jobs[0]["id"]}
+    attempts = db.scalar("SELECT max(attempt) FROM deliveries WHERE job_id = %s", (jobs[0]["id"],))
+    assert attempts == len(probes) + 2  # first try, the probes, the successful one
+
+
+def test_hanging_endpoint_does_not_hold_up_a_healthy_one(db, kafka, services, receivers):
+    db.migrate()
+    healthy, dead = receivers(), receivers()
+    dead.mode = "hang"
+    good = insert_subscription(db, healthy.url(), batch=False)
+    bad = insert_subscription(db, dead.url(), batch=False)
+    worker = start_worker(services, HOOKD_HTTP_TIMEOUT_MS=30000)
+    jobs = []
+    for i in range(150):
+        jobs.append(make_job(bad, "evt_b%d" % i))
+        jobs.append(make_job(good, "evt_g%d" % i))
+    produce_jobs(kafka, jobs)
+    good_ids = [j["id"] for j in jobs if j["subscription_id"] == good["id"]]
+    wait_finished(db, good_ids, "delivered", timeout=60)
+    # all 150 healthy deliveries finished while the dead endpoint's first
+    # request was still hanging: nothing of it waited behind the dead one
+    assert dead.count() == 1
+    states = finished_states(db)
+    assert not any(j["id"] in states for j in jobs if j["subscription_id"] == bad["id"])
+    assert [r["headers"]["webhook-id"] for r in healthy.snapshot()] == good_ids
+    assert metric(worker.metrics(), "hookd_requests_in_flight") == 1
