@@ -25,7 +25,9 @@
 #define SENDER_EXCERPT_MAX 1024
 #define SENDER_DNS_CACHE_S 120
 #define SENDER_MIN_CONNECTS 32
-#define SENDER_SHARD_INFLIGHT 32 /* in-flight requests per shard, roughly */
+#define SENDER_RECV_BUFFER 4096  /* per slot; responses are small and only 1 KiB is kept */
+#define SENDER_SEND_BUFFER 16384 /* per slot (libcurl minimum), used for bodies over 64 KiB */
+#define SENDER_SHARD_INFLIGHT 64 /* in-flight requests per shard, roughly */
 #define SENDER_MAX_SHARDS 64
 
 typedef struct shard shard_t;
@@ -36,7 +38,7 @@ typedef struct shard shard_t;
  * connection of that shard). */
 typedef struct req {
     sender_t *s;
-    shard_t *shard; /* the multi handle this slot's easy handle belongs to */
+    shard_t *shard; /* the multi handle carrying the current request */
     CURL *easy;
     struct curl_slist *headers; /* the caller's list while in flight (owned) */
     struct curl_slist *tail;    /* its last node, linked to 'expect' while in flight */
@@ -69,12 +71,11 @@ typedef struct sock {
     struct sock *next_free;
 } sock_t;
 
-/* One multi handle with its connection cache, its timer and its idle slots. */
+/* One multi handle with its connection cache and its timer. */
 struct shard {
     sender_t *s;
     CURLM *multi;
     struct event timer;
-    req_t *free_reqs;
 };
 
 struct sender {
@@ -86,7 +87,8 @@ struct sender {
     char *ca_bundle; /* owned copies of the option strings */
     char *user_agent;
     int inflight;
-    req_t *busy; /* in-flight requests (doubly linked) */
+    req_t *busy;      /* in-flight requests (doubly linked) */
+    req_t *free_reqs; /* idle slots, usable with any shard */
     sock_t *socks, *free_socks;
     sock_t **by_fd; /* socks of the sockets we opened, by descriptor */
     int by_fd_cap;
@@ -355,13 +357,11 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
         if (curl_easy_setopt((easy), (opt), (val)) != CURLE_OK) goto fail;                         \
     } while (0)
 
-static req_t *req_new(shard_t *sh)
+static req_t *req_new(sender_t *s)
 {
-    sender_t *s = sh->s;
     req_t *r = calloc(1, sizeof(*r));
     if (!r) return NULL;
     r->s = s;
-    r->shard = sh;
     memcpy(r->expect_str, "Expect:", 8);
     r->expect.data = r->expect_str;
     snprintf(r->ctype_str, sizeof(r->ctype_str), "Content-Type: application/json");
@@ -389,6 +389,8 @@ static req_t *req_new(shard_t *sh)
     SETOPT(e, CURLOPT_DNS_CACHE_TIMEOUT, (long)SENDER_DNS_CACHE_S);
     SETOPT(e, CURLOPT_PROXY, ""); /* never an environment proxy: SSRF rules apply to targets */
     SETOPT(e, CURLOPT_SHARE, s->share);
+    SETOPT(e, CURLOPT_BUFFERSIZE, (long)SENDER_RECV_BUFFER);
+    SETOPT(e, CURLOPT_UPLOAD_BUFFERSIZE, (long)SENDER_SEND_BUFFER);
     if (s->user_agent) SETOPT(e, CURLOPT_USERAGENT, s->user_agent);
     if (s->ca_bundle) SETOPT(e, CURLOPT_CAINFO, s->ca_bundle);
     return r;
@@ -452,8 +454,8 @@ static void complete(sender_t *s, req_t *r, CURLcode code)
     done(&res, ctx); /* may post again: inflight was already decremented */
 
     /* back to the pool only now: 'res' pointed into the slot */
-    r->next = r->shard->free_reqs;
-    r->shard->free_reqs = r;
+    r->next = s->free_reqs;
+    s->free_reqs = r;
 }
 
 /* Runs the done callbacks of finished requests. Only ever called from the
@@ -478,18 +480,19 @@ static void dispatch(shard_t *sh)
 
 /* ---- public ---- */
 
-/* How many connections the cache keeps open (in use or idle). Requests do
- * not spread evenly over hosts, so more than max_inflight are needed or
- * connections get closed and reopened all the time; idle ones also make
- * the next delivery to a quiet endpoint cheap. Bounded by the descriptor
- * limit. */
+/* How many connections the caches keep open (in use or idle), all shards
+ * together. Requests do not spread evenly over hosts, so more than
+ * max_inflight are needed or connections get closed and reopened all the
+ * time; idle ones also make the next delivery to a quiet endpoint cheap.
+ * Bounded by a quarter of the descriptor limit (twice that with the
+ * per-shard slack below, leaving the rest to the process). */
 static long idle_connection_cap(int max_inflight)
 {
     long cap = 4L * max_inflight;
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-        (long)(rl.rlim_cur / 2) < cap)
-        cap = (long)(rl.rlim_cur / 2);
+        (long)(rl.rlim_cur / 4) < cap)
+        cap = (long)(rl.rlim_cur / 4);
     return cap < SENDER_MIN_CONNECTS ? SENDER_MIN_CONNECTS : cap;
 }
 
@@ -519,7 +522,10 @@ sender_t *sender_new(struct event_base *base, const sender_opts_t *opts)
     int n = (s->opts.max_inflight + SENDER_SHARD_INFLIGHT - 1) / SENDER_SHARD_INFLIGHT;
     n = n < 1 ? 1 : n > SENDER_MAX_SHARDS ? SENDER_MAX_SHARDS : n;
     if (!(s->shards = calloc((size_t)n, sizeof(*s->shards)))) goto fail;
-    long maxconnects = idle_connection_cap(s->opts.max_inflight) / n;
+    /* Load is not even over shards (those served last in a loop pass run
+     * slower, so hold more requests): each may keep twice its share, the
+     * sum stays within the descriptor limit. */
+    long maxconnects = 2 * idle_connection_cap(s->opts.max_inflight) / n;
     if (maxconnects < SENDER_MIN_CONNECTS) maxconnects = SENDER_MIN_CONNECTS;
     for (; s->n_shards < n; s->n_shards++) {
         shard_t *sh = &s->shards[s->n_shards];
@@ -554,13 +560,14 @@ int sender_post(sender_t *s, const char *url, struct curl_slist *headers, const 
     if (s->free_pending || s->inflight >= s->opts.max_inflight || !url || !done) goto refuse;
     if (target_parse(url, false, &t, why, sizeof(why)) < 0) goto refuse;
     shard_t *sh = &s->shards[s->n_shards > 1 ? hookd_fnv1a(url, strlen(url)) % s->n_shards : 0];
-    if (sh->free_reqs) {
-        r = sh->free_reqs;
-        sh->free_reqs = r->next;
+    if (s->free_reqs) {
+        r = s->free_reqs;
+        s->free_reqs = r->next;
         r->next = NULL;
-    } else if (!(r = req_new(sh))) {
+    } else if (!(r = req_new(s))) {
         goto refuse;
     }
+    r->shard = sh; /* an easy handle may move between multi handles when not in one */
     r->excerpt_len = 0;
     r->errbuf[0] = '\0';
     r->refused = false;
@@ -599,8 +606,8 @@ refuse:
     if (r) {
         req_drop_headers(r);
         r->done = NULL;
-        r->next = r->shard->free_reqs;
-        r->shard->free_reqs = r;
+        r->next = s->free_reqs;
+        s->free_reqs = r;
     }
     return -1;
 }
@@ -626,15 +633,13 @@ static void destroy(sender_t *s)
         req_free(r);
     }
     s->inflight = 0;
-    for (int i = 0; i < s->n_shards; i++) {
-        shard_t *sh = &s->shards[i];
-        while (sh->free_reqs) {
-            req_t *r = sh->free_reqs;
-            sh->free_reqs = r->next;
-            req_free(r);
-        }
-        if (sh->multi) curl_multi_cleanup(sh->multi);
+    while (s->free_reqs) {
+        req_t *r = s->free_reqs;
+        s->free_reqs = r->next;
+        req_free(r);
     }
+    for (int i = 0; i < s->n_shards; i++)
+        if (s->shards[i].multi) curl_multi_cleanup(s->shards[i].multi);
     free(s->shards);
     if (s->share) curl_share_cleanup(s->share);
     while (s->socks) {
