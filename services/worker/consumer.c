@@ -4,7 +4,7 @@
 #include "consumer.h"
 
 #include "delivery.h"
-#include "offsets.h"
+#include "offtrack.h"
 
 #include "hookd/kafka.h"
 #include "hookd/log.h"

@@ -1,8 +1,8 @@
 /* Per-partition offset tracker: records the offsets of consumed jobs in
  * order, marks them done (terminal or durably parked in PostgreSQL) in any
  * order, and says up to where the partition may be committed. Pure. */
-#ifndef HOOKD_WORKER_OFFSETS_H
-#define HOOKD_WORKER_OFFSETS_H
+#ifndef HOOKD_WORKER_OFFTRACK_H
+#define HOOKD_WORKER_OFFTRACK_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -1,6 +1,6 @@
 /* Offset tracker: a ring of (offset, done) in consumption order; the commit
  * position is the first entry not done. */
-#include "offsets.h"
+#include "offtrack.h"
 
 #include <stdbool.h>
 #include <stdlib.h>
