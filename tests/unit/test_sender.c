@@ -16,6 +16,11 @@
 #include <event2/bufferevent.h>
 #include <event2/listener.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -200,6 +205,110 @@ static void server_stop(server_t *srv)
     while (srv->conns)
         conn_free(srv->conns);
     evconnlistener_free(srv->lis);
+}
+
+/* ---- a TLS server in a thread (blocking OpenSSL), with a self-signed
+ * certificate for IP:127.0.0.1 made on the spot ---- */
+
+typedef struct tls_server {
+    int fd, port, conns; /* conns: connections to serve, then the thread ends */
+    int handshakes;      /* completed TLS handshakes */
+    SSL_CTX *ctx;
+    pthread_t tid;
+    char cert_path[64];
+} tls_server_t;
+
+static void *tls_server_main(void *arg)
+{
+    tls_server_t *t = arg;
+    for (int i = 0; i < t->conns; i++) {
+        int c = accept(t->fd, NULL, NULL);
+        if (c < 0) break;
+        SSL *ssl = SSL_new(t->ctx);
+        SSL_set_fd(ssl, c);
+        if (SSL_accept(ssl) == 1) {
+            t->handshakes++;
+            char buf[4096];
+            size_t got = 0;
+            int n;
+            while (got < sizeof(buf) - 1 &&
+                   (n = SSL_read(ssl, buf + got, (int)(sizeof(buf) - 1 - got))) > 0) {
+                got += (size_t)n;
+                buf[got] = '\0';
+                char *end = strstr(buf, "\r\n\r\n");
+                char *cl = strcasestr(buf, "\r\nContent-Length:");
+                if (end && (!cl || got >= (size_t)(end + 4 - buf) + strtoul(cl + 17, NULL, 10)))
+                    break;
+            }
+            const char *resp =
+                "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\ntls";
+            SSL_write(ssl, resp, (int)strlen(resp));
+            SSL_shutdown(ssl);
+        }
+        ERR_clear_error();
+        SSL_free(ssl);
+        close(c);
+    }
+    return NULL;
+}
+
+static void tls_server_start(tls_server_t *t, int conns)
+{
+    memset(t, 0, sizeof(*t));
+    t->conns = conns;
+    EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    X509 *x = X509_new();
+    assert_non_null(key);
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), -60);
+    X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+    X509_set_pubkey(x, key);
+    X509_NAME *name = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"hookd test", -1,
+                               -1, 0);
+    X509_set_issuer_name(x, name);
+    X509V3_CTX v3;
+    X509V3_set_ctx_nodb(&v3);
+    X509V3_set_ctx(&v3, x, x, NULL, NULL, 0);
+    X509_EXTENSION *san = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name, "IP:127.0.0.1");
+    X509_EXTENSION *bc = X509V3_EXT_conf_nid(NULL, &v3, NID_basic_constraints, "critical,CA:TRUE");
+    X509_add_ext(x, san, -1);
+    X509_add_ext(x, bc, -1);
+    X509_EXTENSION_free(san);
+    X509_EXTENSION_free(bc);
+    assert_true(X509_sign(x, key, EVP_sha256()) > 0);
+
+    snprintf(t->cert_path, sizeof(t->cert_path), "/tmp/hookd-test-ca-XXXXXX");
+    int cfd = mkstemp(t->cert_path);
+    assert_true(cfd >= 0);
+    FILE *f = fdopen(cfd, "w");
+    PEM_write_X509(f, x);
+    fclose(f);
+
+    t->ctx = SSL_CTX_new(TLS_server_method());
+    assert_int_equal(SSL_CTX_use_certificate(t->ctx, x), 1);
+    assert_int_equal(SSL_CTX_use_PrivateKey(t->ctx, key), 1);
+    X509_free(x);
+    EVP_PKEY_free(key);
+
+    t->fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = 0};
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(sin);
+    assert_int_equal(bind(t->fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    assert_int_equal(listen(t->fd, 16), 0);
+    assert_int_equal(getsockname(t->fd, (struct sockaddr *)&sin, &len), 0);
+    t->port = ntohs(sin.sin_port);
+    assert_int_equal(pthread_create(&t->tid, NULL, tls_server_main, t), 0);
+}
+
+static void tls_server_stop(tls_server_t *t)
+{
+    pthread_join(t->tid, NULL);
+    close(t->fd);
+    SSL_CTX_free(t->ctx);
+    unlink(t->cert_path);
 }
 
 /* ---- harness ---- */
@@ -722,6 +831,41 @@ static void test_many_urls(void **state)
     free(recs);
 }
 
+/* https with the CA bundle override: the receiver's self-signed
+ * certificate is trusted only through it. */
+static void test_tls_ca_bundle(void **state)
+{
+    tls_server_t t;
+    tls_server_start(&t, 2);
+    char url[128];
+    snprintf(url, sizeof(url), "https://127.0.0.1:%d/hook", t.port);
+
+    /* the system store does not know the certificate */
+    rec_t a = {0};
+    assert_int_equal(post_url(url, "{}", &a), 0);
+    wait_calls(1, 3000);
+    assert_int_equal(a.cls, SEND_TLS);
+    assert_true(a.error[0] != '\0');
+
+    /* a second sender trusting it through ca_bundle */
+    sender_opts_t o = default_opts();
+    o.ca_bundle = t.cert_path;
+    sender_t *trusting = sender_new(F->base, &o);
+    assert_non_null(trusting);
+    rec_t b = {0};
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    in_post = true;
+    assert_int_equal(sender_post(trusting, url, h, "{\"a\":1}", 7, on_done, &b), 0);
+    in_post = false;
+    wait_calls(2, 3000);
+    assert_int_equal(b.cls, SEND_SUCCESS);
+    assert_int_equal(b.status, 200);
+    assert_string_equal(b.excerpt, "tls");
+    sender_free(trusting);
+    tls_server_stop(&t);
+    assert_int_equal(t.handshakes, 1);
+}
+
 static void on_done_free(const send_result_t *r, void *ctx)
 {
     F->done_calls++;
@@ -786,6 +930,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_connect_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_closes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tls_ca_bundle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_excerpt_truncated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ssrf_refused, setup_no_private, teardown),
         cmocka_unit_test_setup_teardown(test_max_inflight, setup_small, teardown),
