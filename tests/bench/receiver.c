@@ -27,8 +27,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define IN_CAP (64 * 1024)
-#define HEAD_MAX (32 * 1024)
+#define READ_MAX (64 * 1024) /* one read() */
+#define HEAD_MAX (32 * 1024) /* largest request head (or chunk-size line) kept across reads */
 #define MAX_THREADS 16
 
 typedef struct opts {
@@ -49,6 +49,7 @@ typedef struct worker {
     struct evconnlistener *lis;
     pthread_t tid;
     _Atomic unsigned long long requests, bytes, hung;
+    char *scratch; /* HEAD_MAX + READ_MAX: reads land here, connections keep only leftovers */
 } worker_t;
 
 static worker_t workers[MAX_THREADS];
@@ -62,15 +63,15 @@ typedef struct conn {
     worker_t *w;
     int fd;
     struct event rev, wev;
-    int state;        /* BODY_* / CHUNK_*: what the next bytes are */
-    size_t remaining; /* body or chunk bytes still to skip */
-    bool hung;        /* a request was left unanswered: discard the rest */
-    bool close_after; /* "Connection: close" or HTTP/1.0 */
-    size_t len;       /* bytes in 'in' */
-    size_t out_len;   /* unsent bytes in 'out' */
+    int state;          /* BODY_* / CHUNK_*: what the next bytes are */
+    size_t remaining;   /* body or chunk bytes still to skip */
+    bool hung;          /* a request was left unanswered: discard the rest */
+    bool close_after;   /* "Connection: close" or HTTP/1.0 */
+    char *pending;      /* an incomplete head from the previous read (malloc'd) */
+    size_t pending_len; /* bytes in 'pending' */
+    size_t out_len;     /* unsent bytes in 'out' */
     size_t out_cap;
     char *out;
-    char in[IN_CAP];
 } conn_t;
 
 static void conn_close(conn_t *c)
@@ -79,13 +80,14 @@ static void conn_close(conn_t *c)
     event_del(&c->wev);
     close(c->fd);
     free(c->out);
+    free(c->pending);
     free(c);
 }
 
 static void queue_out(conn_t *c, const char *p, size_t n)
 {
     if (c->out_len + n > c->out_cap) {
-        size_t cap = c->out_cap ? c->out_cap * 2 : 4096;
+        size_t cap = c->out_cap ? c->out_cap * 2 : 256;
         while (cap < c->out_len + n)
             cap *= 2;
         char *o = realloc(c->out, cap);
@@ -193,14 +195,15 @@ static void finish_request(conn_t *c)
     queue_out(c, response, response_len);
 }
 
-/* Consumes the input buffer. Returns -1 to close the connection. */
-static int process(conn_t *c)
+/* Consumes in[0..len). Returns how many bytes were used (the rest is an
+ * incomplete head or line), or -1 to close the connection. */
+static long process(conn_t *c, char *in, size_t len)
 {
     size_t pos = 0;
     unsigned long long body = 0;
-    while (pos < c->len && !c->hung) {
-        char *p = c->in + pos;
-        size_t avail = c->len - pos;
+    while (pos < len && !c->hung) {
+        char *p = in + pos;
+        size_t avail = len - pos;
         if (c->state == BODY_LENGTH || c->state == CHUNK_DATA) {
             size_t take = avail < c->remaining ? avail : c->remaining;
             pos += take;
@@ -248,11 +251,9 @@ static int process(conn_t *c)
         if (c->state == BODY_NONE) finish_request(c);
         if (c->close_after && c->state == BODY_NONE) break;
     }
-    if (c->hung) pos = c->len; /* discard everything after an unanswered request */
+    if (c->hung) pos = len; /* discard everything after an unanswered request */
     if (body) atomic_fetch_add_explicit(&c->w->bytes, body, memory_order_relaxed);
-    memmove(c->in, c->in + pos, c->len - pos);
-    c->len -= pos;
-    return 0;
+    return (long)pos;
 }
 
 static void on_write(evutil_socket_t fd, short what, void *arg)
@@ -265,17 +266,29 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
 static void on_read(evutil_socket_t fd, short what, void *arg)
 {
     conn_t *c = arg;
-    ssize_t n = read(fd, c->in + c->len, IN_CAP - c->len);
+    char *buf = c->w->scratch;
+    size_t have = c->pending_len;
+    if (have) memcpy(buf, c->pending, have);
+    ssize_t n = read(fd, buf + have, READ_MAX);
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
         conn_close(c);
         return;
     }
     if (n < 0) return;
-    c->len += (size_t)n;
-    if (process(c) < 0) {
+    have += (size_t)n;
+    long used = process(c, buf, have);
+    if (used < 0 || have - (size_t)used > HEAD_MAX) {
         conn_close(c);
         return;
     }
+    size_t left = have - (size_t)used;
+    if (left != c->pending_len) {
+        free(c->pending);
+        c->pending = left ? malloc(left) : NULL;
+        if (left && !c->pending) abort();
+    }
+    if (left) memcpy(c->pending, buf + used, left);
+    c->pending_len = left;
     if (c->out_len && flush_out(c) < 0) {
         conn_close(c);
         return;
@@ -292,7 +305,7 @@ static void on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct soc
         close(fd);
         return;
     }
-    memset(c, 0, offsetof(conn_t, in));
+    memset(c, 0, sizeof(*c));
     c->w = w;
     c->fd = fd;
     int one = 1;
@@ -439,7 +452,8 @@ int main(int argc, char **argv)
     for (int i = 0; i < O.threads; i++) {
         worker_t *w = &workers[i];
         w->base = event_base_new();
-        if (!w->base) return 1;
+        w->scratch = malloc(HEAD_MAX + READ_MAX);
+        if (!w->base || !w->scratch) return 1;
         w->lis = evconnlistener_new_bind(w->base, on_accept, w, flags, 1024, (struct sockaddr *)&ss,
                                          ss_len);
         if (!w->lis) {
