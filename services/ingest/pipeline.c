@@ -840,6 +840,7 @@ static void *run(void *arg)
         rd_kafka_poll(p->producer, 0); /* delivery reports */
         run_retries(p, false);
         backpressure(p);
+        metric_set(p->m_pending, (double)p->pending);
 
         now = hookd_mono_ms();
         if (now >= next_commit) {
@@ -848,7 +849,6 @@ static void *run(void *arg)
         }
         if (now >= next_house) {
             report_health(p);
-            metric_set(p->m_pending, (double)p->pending);
             next_house = now + HOUSEKEEPING_MS;
         }
         if (now >= next_lag) {

@@ -1,0 +1,99 @@
+"""Ingest pipeline under outages: PostgreSQL down (matching goes on from the
+cached index, /readyz says so), the jobs topic unavailable (nothing is
+committed until the jobs are acknowledged; consumption pauses under
+back-pressure and resumes), all brokers down and back (no loss)."""
+
+import time
+
+from harness import http_json, metric, wait_for
+from ingest_helpers import (EVENTS, JOBS, add_subscription, committed, event, jobs, send,
+                            start_ingest, wait_caught_up, wait_jobs, wait_processed,
+                            wait_subscriptions)
+
+
+def readyz(svc):
+    return http_json("GET", svc.url("/readyz"))
+
+
+def test_postgres_down_matching_continues_on_the_cache(services, db, kafka, pg_cluster):
+    sub = add_subscription(db, "acct_pg", ["client/created", "payment/*"])
+    ingest = start_ingest(services)
+    wait_subscriptions(ingest, 1)
+    try:
+        pg_cluster.stop()
+
+        def stale():
+            status, body = readyz(ingest)
+            return (status == 503 and body["checks"]["subscriptions"].startswith("stale") and
+                    body["checks"]["postgres"] == "down")
+
+        wait_for(stale, timeout=15, message="/readyz to report stale subscriptions")
+        evs = [event("client/created", "acct_pg"), event("payment/paid", "acct_pg"),
+               event("client/deleted", "acct_pg")]
+        pos = send(kafka, evs)
+        wait_processed(kafka, pos)
+        got = {j["event_id"]: j for j in jobs(kafka)}
+        assert set(got) == {evs[0]["id"], evs[1]["id"]}
+        assert all(j["subscription_id"] == sub["id"] for j in got.values())
+        assert metric(ingest.metrics(), "hookd_matcher_subscriptions") == 1
+    finally:
+        pg_cluster.restart()
+        db.close()  # its connection died with the server
+
+    # back: /readyz recovers after the full reload, changes apply again
+    wait_for(lambda: readyz(ingest)[0] == 200, timeout=30, message="/readyz 200 again")
+    sub2 = add_subscription(db, "acct_pg2", ["client/created"])
+    wait_subscriptions(ingest, 2, timeout=15)
+    ev = event("client/created", "acct_pg2")
+    send(kafka, [ev])
+    (job,) = wait_jobs(kafka, lambda j: j["event_id"] == ev["id"], 1)
+    assert job["subscription_id"] == sub2["id"]
+    assert ingest.alive() and ingest.starts == 1
+
+
+def test_jobs_topic_unavailable_commits_nothing_pauses_then_recovers(services, db, kafka):
+    add_subscription(db, "acct_k", ["client/created"])
+    ingest = start_ingest(services, HOOKD_MAX_PENDING_JOBS=100)
+    wait_subscriptions(ingest, 1)
+    first = [event("client/created", "acct_k") for _ in range(10)]
+    wait_processed(kafka, send(kafka, first))
+    before = committed(kafka.bootstrap, EVENTS)
+
+    # no leader for any jobs partition: jobs cannot be acknowledged
+    for p in range(4):
+        kafka.partition_leader(JOBS, p, "none")
+    evs = [event("client/created", "acct_k") for _ in range(1000)]
+    send(kafka, evs)
+    wait_for(lambda: metric(ingest.metrics(), "hookd_consumer_paused") == 1, timeout=20,
+             message="consumption to pause at HOOKD_MAX_PENDING_JOBS")
+    m = ingest.metrics()
+    assert metric(m, "hookd_jobs_pending") >= 100
+    assert metric(m, "hookd_events_consumed_total") < 10 + 1000
+    time.sleep(0.5)  # a few commit intervals: still nothing new may be committed
+    assert committed(kafka.bootstrap, EVENTS) == before
+
+    for p in range(4):
+        kafka.partition_leader(JOBS, p, 1 + p % 3)
+    wait_caught_up(kafka, timeout=60)
+    ids = [j["event_id"] for j in jobs(kafka)]
+    assert set(ids) == {e["id"] for e in first + evs}
+    wait_for(lambda: metric(ingest.metrics(), "hookd_consumer_paused") == 0, timeout=10,
+             message="consumption to resume")
+    assert ingest.alive() and ingest.starts == 1
+
+
+def test_all_brokers_down_and_back_loses_nothing(services, db, kafka):
+    add_subscription(db, "acct_b", ["client/created"])
+    ingest = start_ingest(services)
+    wait_subscriptions(ingest, 1)
+    evs = [event("client/created", "acct_b") for _ in range(300)]
+    send(kafka, evs)
+    kafka.broker_down("all")
+    time.sleep(1.0)
+    kafka.broker_up("all")
+    more = [event("client/created", "acct_b") for _ in range(300)]
+    send(kafka, more)
+    wait_caught_up(kafka, timeout=60)
+    ids = [j["event_id"] for j in jobs(kafka)]
+    assert set(ids) == {e["id"] for e in evs + more}
+    assert ingest.alive() and ingest.starts == 1
