@@ -33,9 +33,9 @@
 typedef struct shard shard_t;
 
 /* One request slot: an easy handle configured once and reused for every
- * request it carries (curl keeps connections in the multi handle's cache,
- * not in the easy handle, so any slot of a shard can reuse any idle
- * connection of that shard). */
+ * request it carries, in whichever shard the request's URL maps to (curl
+ * keeps connections in the multi handle's cache, not in the easy handle, so
+ * any slot can reuse any idle connection of that shard). */
 typedef struct req {
     sender_t *s;
     shard_t *shard; /* the multi handle carrying the current request */
