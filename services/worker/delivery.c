@@ -154,15 +154,11 @@ static void scratch_reserve(delivery_t *d, int n)
         d->scratch_ptrs[i] = &d->scratch[i];
 }
 
-/* Decodes 'j' into scratch slot 'i'. NULL if it does not decode. */
+/* The job_t of 'j' in scratch slot 'i' (for format_can_join/format_body). */
 static const job_t *decode_into(delivery_t *d, int i, const wjob_t *j)
 {
-    char err[128];
     scratch_reserve(d, i + 1);
-    if (job_decode(j->data, j->len, &d->scratch[i], err, sizeof(err)) < 0) return NULL;
-    /* a redelivery row carries its own id; the message may hold the old one */
-    memcpy(d->scratch[i].id, j->id, sizeof(j->id));
-    d->scratch_ptrs[i] = &d->scratch[i];
+    wjob_job(j, &d->scratch[i]);
     return &d->scratch[i];
 }
 
@@ -325,7 +321,7 @@ static void on_result(delivery_t *d, request_t *req, const send_result_t *r)
 
     store_op_t *op = store_op_new(STORE_OUTCOME);
     if (r->excerpt_len > 0) op->excerpt = excerpt_copy(r->excerpt, r->excerpt_len);
-    char last_error[300];
+    char last_error[sizeof(((store_op_t *)0)->error)];
     if (r->error && r->error[0])
         snprintf(last_error, sizeof(last_error), "%s", r->error);
     else
@@ -448,7 +444,7 @@ static void gather(delivery_t *d, endpoint_t *ep, const sub_t *sub, request_t *r
         }
         if (bytes + (int64_t)j->len > o->batch_max_bytes) break;
         const job_t *jt = decode_into(d, req->n, j);
-        if (!jt || !format_can_join((body_format_t)sub->format, sub->batch, first, jt)) break;
+        if (!format_can_join((body_format_t)sub->format, sub->batch, first, jt)) break;
         batcher_unlink(ep, prev, j);
         req_append(req, j);
         bytes += j->len;
@@ -457,7 +453,11 @@ static void gather(delivery_t *d, endpoint_t *ep, const sub_t *sub, request_t *r
 
 static void build_body(delivery_t *d, const sub_t *sub, request_t *req)
 {
-    strbuf_reset(&req->body);
+    if (req->body.data) strbuf_reset(&req->body);
+    size_t hint = 2;
+    for (const wjob_t *j = req->jobs; j; j = j->next)
+        hint += j->payload_len + strlen(j->event_id) + strlen(j->type) + 160;
+    strbuf_reserve(&req->body, hint);
     format_body((body_format_t)sub->format, sub->batch, d->scratch_ptrs, req->n, &req->body);
 }
 
@@ -484,17 +484,9 @@ static bool on_send(endpoint_t *ep, void *ud)
     req->d = d;
     req->ep = ep;
     req->probe = probe;
-    strbuf_init(&req->body, 1024);
-    req_append(req, first);
+    req_append(req, first); /* (the body buffer is allocated by build_body) */
     memcpy(req->webhook_id, first->id, sizeof(req->webhook_id));
-    if (!decode_into(d, 0, first)) { /* cannot happen: decoded when it arrived */
-        log_error("job_undecodable job_id=%s", first->id);
-        strbuf_free(&req->body);
-        free(req);
-        cancel(d, first, "undecodable");
-        sub_unref(sub);
-        return true;
-    }
+    decode_into(d, 0, first);
     if (!probe && !first->solo) gather(d, ep, sub, req);
     build_body(d, sub, req);
     /* the size was estimated from the job messages: trim if still too big */
@@ -573,7 +565,7 @@ static bool is_solo(delivery_t *d, const sub_t *sub, const wjob_t *j)
     if (!sub->batch) return true;
     if (sub->format != FORMAT_VIK) return false;
     const job_t *jt = decode_into(d, 0, j);
-    return !jt || !format_can_join(FORMAT_VIK, true, jt, jt);
+    return !format_can_join(FORMAT_VIK, true, jt, jt);
 }
 
 /* A job that passed dedup (or was claimed): to its endpoint's queue, its

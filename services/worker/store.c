@@ -183,33 +183,43 @@ static void arr_free(pgarr_t *a)
 
 /* ---------------------------------------------------------------- SQL */
 
-static const char SQL_FINISHED[] =
-    "INSERT INTO finished_jobs (job_id, state, subscription_id)"
-    " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[])"
-    " ON CONFLICT (job_id) DO NOTHING";
-
-static const char SQL_DELIVERIES[] =
-    "INSERT INTO deliveries (job_id, webhook_id, subscription_id, endpoint_id, event_id,"
-    " event_type, attempt, outcome, error_class, status_code, latency_ms, batch_size,"
-    " response_excerpt, job)"
-    " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],"
-    " $6::text[], $7::int[], $8::text[], $9::text[], $10::int[], $11::int[], $12::int[],"
-    " $13::text[], $14::text[])";
-
-/* ORDER BY ord: seq (bigserial) follows the order the jobs were parked in. */
-static const char SQL_PARK[] =
-    "INSERT INTO parked_jobs (job_id, endpoint_id, subscription_id, reason, attempt, not_before,"
-    " job, last_error, expires_at)"
-    " SELECT t.j, t.e, t.s, t.r, t.a, now() + t.d * interval '1 millisecond', t.job, t.le,"
-    "  now() + $9::int * interval '1 hour'"
-    " FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[], $6::bigint[],"
-    "  $7::text[], $8::text[]) WITH ORDINALITY AS t(j, e, s, r, a, d, job, le, ord)"
-    " ORDER BY t.ord"
-    " ON CONFLICT (job_id) DO UPDATE SET reason = excluded.reason, attempt = excluded.attempt,"
-    "  not_before = excluded.not_before, last_error = excluded.last_error,"
-    "  endpoint_id = excluded.endpoint_id, lease_owner = NULL, lease_until = NULL";
-
-static const char SQL_UNPARK[] = "DELETE FROM parked_jobs WHERE job_id = ANY($1::uuid[])";
+/* The statement of every round (prepared once per connection): the writes
+ * of job outcomes - finished_jobs (dedup; the unique key makes replays
+ * harmless), the delivery log, parked_jobs upserts (retries, grey-list
+ * parking; ORDER BY ord so seq follows the order jobs were parked in) and
+ * deletes - and the dedup lookup of newly consumed jobs, all in one round
+ * trip. Empty arrays make a part a no-op. The lookup reads the snapshot
+ * before these writes, which is enough: a job written in this round is
+ * still held in memory, so its duplicates never reach a lookup. */
+#define SQL_HOT_NAME "hookd_worker_round"
+#define SQL_HOT_PARAMS 28
+static const char SQL_HOT[] =
+    "WITH f AS ("
+    "  INSERT INTO finished_jobs (job_id, state, subscription_id)"
+    "  SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[])"
+    "  ON CONFLICT (job_id) DO NOTHING),"
+    " d AS ("
+    "  INSERT INTO deliveries (job_id, webhook_id, subscription_id, endpoint_id, event_id,"
+    "   event_type, attempt, outcome, error_class, status_code, latency_ms, batch_size,"
+    "   response_excerpt, job)"
+    "  SELECT * FROM unnest($4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[],"
+    "   $9::text[], $10::int[], $11::text[], $12::text[], $13::int[], $14::int[], $15::int[],"
+    "   $16::text[], $17::text[])),"
+    " p AS ("
+    "  INSERT INTO parked_jobs (job_id, endpoint_id, subscription_id, reason, attempt,"
+    "   not_before, job, last_error, expires_at)"
+    "  SELECT t.j, t.e, t.s, t.r, t.a, now() + t.d * interval '1 millisecond', t.job, t.le,"
+    "   now() + $26::int * interval '1 hour'"
+    "  FROM unnest($18::uuid[], $19::text[], $20::text[], $21::text[], $22::int[], $23::bigint[],"
+    "   $24::text[], $25::text[]) WITH ORDINALITY AS t(j, e, s, r, a, d, job, le, ord)"
+    "  ORDER BY t.ord"
+    "  ON CONFLICT (job_id) DO UPDATE SET reason = excluded.reason, attempt = excluded.attempt,"
+    "   not_before = excluded.not_before, last_error = excluded.last_error,"
+    "   endpoint_id = excluded.endpoint_id, lease_owner = NULL, lease_until = NULL),"
+    " u AS (DELETE FROM parked_jobs WHERE job_id = ANY($27::uuid[]))"
+    " SELECT replace(job_id::text, '-', '') FROM finished_jobs WHERE job_id = ANY($28::uuid[])"
+    " UNION ALL"
+    " SELECT replace(job_id::text, '-', '') FROM parked_jobs WHERE job_id = ANY($28::uuid[])";
 
 static const char SQL_DEACTIVATE[] =
     "UPDATE subscriptions SET active = false, deactivated_reason = '410 Gone from receiver'"
@@ -276,11 +286,6 @@ static const char SQL_EP_RELEASE[] =
 static const char SQL_EP_PROBE_RELEASE[] =
     "UPDATE endpoints SET probe_job_id = NULL, probe_lease_until = NULL"
     " WHERE id = $1 RETURNING " EP_STATE_COLUMNS;
-
-static const char SQL_LOOKUP[] =
-    "SELECT replace(job_id::text, '-', '') FROM finished_jobs WHERE job_id = ANY($1::uuid[])"
-    " UNION ALL"
-    " SELECT replace(job_id::text, '-', '') FROM parked_jobs WHERE job_id = ANY($1::uuid[])";
 
 static const char SQL_SUB_FETCH[] =
     "SELECT id, owner_kind, owner_id, target_url, endpoint_id, payload_mode, body_format, batch,"
@@ -393,107 +398,113 @@ static void int_text(char *buf, size_t size, long long v)
     snprintf(buf, size, "%lld", v);
 }
 
-static int write_outcomes(store_t *s, store_op_t **ops, int n, round_err_t *e)
+static int cmp_str(const void *a, const void *b)
 {
-    pgarr_t f[3], d[14], p[8], u;
-    int nf = 0, nd = 0, np = 0, nu = 0, rc = 0;
-    for (int i = 0; i < 3; i++)
-        arr_init(&f[i]);
-    for (int i = 0; i < 14; i++)
-        arr_init(&d[i]);
-    for (int i = 0; i < 8; i++)
-        arr_init(&p[i]);
-    arr_init(&u);
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sets found[] of every STORE_LOOKUP op from the sorted list of found ids. */
+static void mark_found(store_op_t **ops, int n, PGresult *r)
+{
+    int nf = PQntuples(r);
+    char **found = nf ? malloc(sizeof(*found) * (size_t)nf) : NULL;
+    if (nf && !found) abort();
+    for (int i = 0; i < nf; i++)
+        found[i] = PQgetvalue(r, i, 0);
+    if (nf) qsort(found, (size_t)nf, sizeof(*found), cmp_str);
     for (int k = 0; k < n; k++) {
-        if (ops[k]->kind != STORE_OUTCOME) continue;
-        for (int i = 0; i < ops[k]->n_rows; i++) {
-            const store_row_t *r = &ops[k]->rows[i];
-            const wjob_t *j = r->job;
-            if (r->finish) {
-                arr_str(&f[0], j->id);
-                arr_str(&f[1], r->finish);
-                arr_str(&f[2], j->sub_id);
-                nf++;
-            }
-            if (r->outcome) {
-                arr_str(&d[0], j->id);
-                arr_str(&d[1], r->webhook_id ? r->webhook_id : j->id);
-                arr_str(&d[2], j->sub_id);
-                arr_str(&d[3], j->ep_id);
-                arr_str(&d[4], j->event_id);
-                arr_str(&d[5], j->type);
-                arr_int(&d[6], r->attempt);
-                arr_str(&d[7], r->outcome);
-                arr_str(&d[8], r->error_class);
-                if (r->status > 0)
-                    arr_int(&d[9], r->status);
-                else
-                    arr_null(&d[9]);
-                if (r->latency_ms >= 0)
-                    arr_int(&d[10], r->latency_ms);
-                else
-                    arr_null(&d[10]);
-                arr_int(&d[11], r->batch_size);
-                arr_str(&d[12], r->excerpt);
-                if (r->log_job)
-                    arr_strn(&d[13], j->data, j->len);
-                else
-                    arr_null(&d[13]);
-                nd++;
-            }
-            if (r->park_reason) {
-                arr_str(&p[0], j->id);
-                arr_str(&p[1], j->ep_id);
-                arr_str(&p[2], j->sub_id);
-                arr_str(&p[3], r->park_reason);
-                arr_int(&p[4], r->park_attempt);
-                arr_int(&p[5], r->park_delay_ms);
-                arr_strn(&p[6], j->data, j->len);
-                arr_str(&p[7], r->last_error);
-                np++;
-            }
-            if (r->unpark) {
-                arr_str(&u, j->id);
-                nu++;
-            }
+        if (ops[k]->kind != STORE_LOOKUP) continue;
+        for (int i = 0; i < ops[k]->n_jobs && nf; i++) {
+            const char *id = ops[k]->jobs[i]->id;
+            ops[k]->found[i] = bsearch(&id, found, (size_t)nf, sizeof(*found), cmp_str) != NULL;
         }
     }
-    if (nf) {
-        const char *params[3];
-        for (int i = 0; i < 3; i++)
-            params[i] = arr_end(&f[i]);
-        if (exec(s, SQL_FINISHED, 3, params, e) < 0) goto fail;
+    free(found);
+}
+
+/* The outcome rows and lookups of a round, in the one prepared statement. */
+static int run_hot(store_t *s, store_op_t **ops, int n, round_err_t *e)
+{
+    enum { F = 0, D = 3, P = 17, U = 26, L = 27 }; /* first array of each part */
+    pgarr_t a[SQL_HOT_PARAMS];
+    int rows = 0, rc = 0;
+    for (int i = 0; i < SQL_HOT_PARAMS; i++)
+        arr_init(&a[i]);
+    for (int k = 0; k < n; k++) {
+        store_op_t *op = ops[k];
+        if (op->kind == STORE_LOOKUP) {
+            free(op->found);
+            op->found = calloc((size_t)op->n_jobs + 1, 1);
+            if (!op->found) abort();
+            for (int i = 0; i < op->n_jobs; i++, rows++)
+                arr_str(&a[L], op->jobs[i]->id);
+        }
+        if (op->kind != STORE_OUTCOME) continue;
+        for (int i = 0; i < op->n_rows; i++, rows++) {
+            const store_row_t *r = &op->rows[i];
+            const wjob_t *j = r->job;
+            if (r->finish) {
+                arr_str(&a[F], j->id);
+                arr_str(&a[F + 1], r->finish);
+                arr_str(&a[F + 2], j->sub_id);
+            }
+            if (r->outcome) {
+                arr_str(&a[D], j->id);
+                arr_str(&a[D + 1], r->webhook_id ? r->webhook_id : j->id);
+                arr_str(&a[D + 2], j->sub_id);
+                arr_str(&a[D + 3], j->ep_id);
+                arr_str(&a[D + 4], j->event_id);
+                arr_str(&a[D + 5], j->type);
+                arr_int(&a[D + 6], r->attempt);
+                arr_str(&a[D + 7], r->outcome);
+                arr_str(&a[D + 8], r->error_class);
+                if (r->status > 0)
+                    arr_int(&a[D + 9], r->status);
+                else
+                    arr_null(&a[D + 9]);
+                if (r->latency_ms >= 0)
+                    arr_int(&a[D + 10], r->latency_ms);
+                else
+                    arr_null(&a[D + 10]);
+                arr_int(&a[D + 11], r->batch_size);
+                arr_str(&a[D + 12], r->excerpt);
+                if (r->log_job)
+                    arr_strn(&a[D + 13], j->data, j->len);
+                else
+                    arr_null(&a[D + 13]);
+            }
+            if (r->park_reason) {
+                arr_str(&a[P], j->id);
+                arr_str(&a[P + 1], j->ep_id);
+                arr_str(&a[P + 2], j->sub_id);
+                arr_str(&a[P + 3], r->park_reason);
+                arr_int(&a[P + 4], r->park_attempt);
+                arr_int(&a[P + 5], r->park_delay_ms);
+                arr_strn(&a[P + 6], j->data, j->len);
+                arr_str(&a[P + 7], r->last_error);
+            }
+            if (r->unpark) arr_str(&a[U], j->id);
+        }
     }
-    if (nd) {
-        const char *params[14];
-        for (int i = 0; i < 14; i++)
-            params[i] = arr_end(&d[i]);
-        if (exec(s, SQL_DELIVERIES, 14, params, e) < 0) goto fail;
-    }
-    if (np) {
-        const char *params[9];
+    if (rows > 0) {
+        const char *params[SQL_HOT_PARAMS];
         char hours[24];
-        for (int i = 0; i < 8; i++)
-            params[i] = arr_end(&p[i]);
         int_text(hours, sizeof(hours), s->o.park_retention_h);
-        params[8] = hours;
-        if (exec(s, SQL_PARK, 9, params, e) < 0) goto fail;
+        for (int i = 0; i < SQL_HOT_PARAMS; i++)
+            params[i] = arr_end(&a[i]);
+        params[P + 8] = hours;
+        PGresult *r = PQexecPrepared(s->conn, SQL_HOT_NAME, SQL_HOT_PARAMS, params, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+            snprintf(e->err, sizeof(e->err), "%s",
+                     r ? PQresultErrorMessage(r) : PQerrorMessage(s->conn));
+            rc = -1;
+        } else {
+            mark_found(ops, n, r);
+        }
+        PQclear(r);
     }
-    if (nu) {
-        const char *params[1] = {arr_end(&u)};
-        if (exec(s, SQL_UNPARK, 1, params, e) < 0) goto fail;
-    }
-    goto out;
-fail:
-    rc = -1;
-out:
-    for (int i = 0; i < 3; i++)
-        arr_free(&f[i]);
-    for (int i = 0; i < 14; i++)
-        arr_free(&d[i]);
-    for (int i = 0; i < 8; i++)
-        arr_free(&p[i]);
-    arr_free(&u);
+    for (int i = 0; i < SQL_HOT_PARAMS; i++)
+        arr_free(&a[i]);
     return rc;
 }
 
@@ -593,54 +604,6 @@ static int write_endpoint(store_t *s, store_op_t *op, round_err_t *e)
     }
     if (!r) return -1;
     if (PQntuples(r) > 0) read_state(r, 0, 0, &op->row);
-    PQclear(r);
-    return 0;
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static int read_lookups(store_t *s, store_op_t **ops, int n, round_err_t *e)
-{
-    pgarr_t a;
-    int count = 0;
-    arr_init(&a);
-    for (int k = 0; k < n; k++) {
-        if (ops[k]->kind != STORE_LOOKUP) continue;
-        free(ops[k]->found);
-        ops[k]->found = calloc((size_t)ops[k]->n_jobs + 1, 1);
-        if (!ops[k]->found) abort();
-        for (int i = 0; i < ops[k]->n_jobs; i++) {
-            arr_str(&a, ops[k]->jobs[i]->id);
-            count++;
-        }
-    }
-    if (!count) {
-        arr_free(&a);
-        return 0;
-    }
-    const char *params[1] = {arr_end(&a)};
-    PGresult *r = query(s, SQL_LOOKUP, 1, params, e);
-    arr_free(&a);
-    if (!r) return -1;
-    int nf = PQntuples(r);
-    if (nf > 0) {
-        char **found = malloc(sizeof(*found) * (size_t)nf);
-        if (!found) abort();
-        for (int i = 0; i < nf; i++)
-            found[i] = PQgetvalue(r, i, 0);
-        qsort(found, (size_t)nf, sizeof(*found), cmp_str);
-        for (int k = 0; k < n; k++) {
-            if (ops[k]->kind != STORE_LOOKUP) continue;
-            for (int i = 0; i < ops[k]->n_jobs; i++) {
-                const char *id = ops[k]->jobs[i]->id;
-                ops[k]->found[i] = bsearch(&id, found, (size_t)nf, sizeof(*found), cmp_str) != NULL;
-            }
-        }
-        free(found);
-    }
     PQclear(r);
     return 0;
 }
@@ -776,23 +739,28 @@ static int read_claims(store_t *s, store_op_t **ops, int n, round_err_t *e)
     return 0;
 }
 
-/* Runs every operation of one round in one transaction. */
+/* Runs every operation of one round in one transaction: one statement
+ * (autocommit) when the round holds only outcomes and lookups, which is
+ * the steady state. */
 static int run_round(store_t *s, store_op_t **ops, int n, round_err_t *e)
 {
-    if (exec(s, "BEGIN", 0, NULL, e) < 0) return -1;
-    if (write_outcomes(s, ops, n, e) < 0) goto fail;
+    bool txn = false;
+    for (int k = 0; k < n && !txn; k++)
+        txn = ops[k]->kind != STORE_OUTCOME && ops[k]->kind != STORE_LOOKUP;
+    if (txn && exec(s, "BEGIN", 0, NULL, e) < 0) return -1;
+    if (run_hot(s, ops, n, e) < 0) goto fail;
+    if (!txn) return 0;
     if (exec_ids(s, ops, n, STORE_DEACTIVATE, SQL_DEACTIVATE, e) < 0) goto fail;
     if (write_leases(s, ops, n, e) < 0) goto fail;
     for (int k = 0; k < n; k++)
         if (ops[k]->kind == STORE_ENDPOINT && write_endpoint(s, ops[k], e) < 0) goto fail;
-    if (read_lookups(s, ops, n, e) < 0) goto fail;
     if (read_subs(s, ops, n, e) < 0) goto fail;
     if (read_drain_checks(s, ops, n, e) < 0) goto fail;
     if (read_claims(s, ops, n, e) < 0) goto fail;
     if (exec(s, "COMMIT", 0, NULL, e) < 0) goto fail;
     return 0;
 fail:
-    if (pg_alive(s->conn)) {
+    if (txn && pg_alive(s->conn)) {
         round_err_t ignored;
         exec(s, "ROLLBACK", 0, NULL, &ignored);
     }
@@ -986,6 +954,15 @@ static void fail_all(store_t *s, store_op_t *list)
     }
 }
 
+static int prepare(store_t *s, char *err, size_t err_size)
+{
+    PGresult *r = PQprepare(s->conn, SQL_HOT_NAME, SQL_HOT, SQL_HOT_PARAMS, NULL);
+    int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : -1;
+    if (rc < 0) snprintf(err, err_size, "%s", r ? PQresultErrorMessage(r) : PQerrorMessage(s->conn));
+    PQclear(r);
+    return rc;
+}
+
 static int stop_level(store_t *s)
 {
     pthread_mutex_lock(&s->lock);
@@ -1004,7 +981,7 @@ static bool connect_store(store_t *s)
          backoff = backoff < 5000 ? backoff * 2 : 5000) {
         s->conn = pg_connect(s->url, "hookd-worker-store", 1000, NULL, err, sizeof(err));
         if (s->conn && pg_listen(s->conn, "hookd_endpoints", err, sizeof(err)) == 0 &&
-            load_states(s, NULL, 0, true) == 0) {
+            prepare(s, err, sizeof(err)) == 0 && load_states(s, NULL, 0, true) == 0) {
             atomic_store(&s->connected, true);
             log_info("store_connected");
             return true;

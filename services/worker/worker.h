@@ -46,15 +46,19 @@ typedef struct wjob {
     int attempt;        /* delivery attempts already made (parked_jobs.attempt) */
     int64_t arrival_ms; /* monotonic time it was queued at its endpoint */
     int64_t occurred_at_ms, ingested_at_ms;
-    const char *event_id; /* NUL-terminated, inside data[] */
-    const char *type;
-    uint32_t len;   /* of the job message */
-    uint32_t bytes; /* of the whole allocation */
-    char data[];  /* job message, NUL, event id, NUL, type, NUL */
+    /* the decoded fields, NUL-terminated inside data[] (no second decode) */
+    const char *event_id, *type, *account, *directory, *status, *user;
+    uint32_t payload_off, payload_len; /* the payload's span in the message */
+    uint32_t len;                      /* of the job message */
+    uint32_t bytes;                    /* of the whole allocation */
+    char data[]; /* job message, NUL, then the decoded strings, each NUL-terminated */
 } wjob_t;
 
 /* Copies a decoded job message into a new wjob. Never fails (aborts on OOM). */
 wjob_t *wjob_new(const char *msg, size_t len, const job_t *decoded);
+/* Fills 'out' from the wjob as job_decode would have (id = the wjob's id;
+ * the payload points into the wjob). Only the fields the worker uses. */
+void wjob_job(const wjob_t *j, job_t *out);
 void wjob_free(wjob_t *j);
 /* Bytes a wjob occupies (for the memory bound). */
 size_t wjob_size(const wjob_t *j);
