@@ -99,6 +99,23 @@ static int commit(consumer_t *c, const rd_kafka_topic_partition_list_t *only, bo
     return rc;
 }
 
+/* Result of an asynchronous commit: a partition whose commit failed is
+ * committed again at the next tick (rebalances make this common). */
+static void on_committed(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *offsets, void *opaque)
+{
+    (void)rk;
+    consumer_t *c = opaque;
+    if (!err || !offsets) return;
+    for (int i = 0; i < offsets->cnt; i++) {
+        const rd_kafka_topic_partition_t *tp = &offsets->elems[i];
+        offtrack_t *t = tracker(c, tp->partition);
+        if ((tp->err || err) && t && offtrack_committed(t) <= tp->offset)
+            offtrack_set_committed(t, -1);
+    }
+    if (err != RD_KAFKA_RESP_ERR__NO_OFFSET) metric_inc(c->m_commit_errors);
+}
+
 static void on_commit_timer(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -298,6 +315,7 @@ static rd_kafka_t *new_client(consumer_t *c)
         return NULL;
     }
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+    rd_kafka_conf_set_offset_commit_cb(conf, on_committed);
     rd_kafka_conf_set_opaque(conf, c);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
     if (!rk) {

@@ -1117,7 +1117,7 @@ store_t *store_start(const store_opts_t *o, struct event_base *base, store_done_
     int64_t now = hookd_mono_ms();
     s->next_expire = now + 1000;
     s->next_gauges = now;
-    s->next_prune = now + 10000;
+    s->next_prune = now + 5000;
     s->m_rounds = metrics_counter("hookd_store_rounds_total",
                                   "PostgreSQL transactions of the worker's store", NULL);
     s->m_round_seconds = metrics_histogram("hookd_store_round_seconds",

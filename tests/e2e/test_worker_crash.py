@@ -75,3 +75,34 @@ def test_kill_9_five_times_loses_nothing(db, kafka, services, receiver):
     assert len(reqs) - len(ids) <= CRASHES * MAX_INFLIGHT
     assert db.scalar("SELECT count(*) FROM parked_jobs") == 0
     print("requests %d for %d jobs (%d re-sent after crashes)" % (len(reqs), JOBS, resent_total))
+
+
+def test_workers_joining_and_leaving_share_the_work(db, kafka, services, receiver):
+    """Cooperative rebalances: a second worker joins mid-way (partitions
+    move to it), then the first one stops (its partitions move too). What
+    each had done stays done; the rest is delivered by the other."""
+    db.migrate()
+    subs = [insert_subscription(db, receiver.url("/r/%d" % i), batch=False) for i in range(16)]
+    receiver.delay = 0.02
+    jobs = [make_job(subs[i % 16], "evt_%05d" % i) for i in range(4000)]
+    produce_jobs(kafka, jobs)
+    env = {"HOOKD_MAX_INFLIGHT": MAX_INFLIGHT}
+    a = start_worker(services, **env)
+    wait_for(lambda: receiver.count() >= 500, timeout=60, message="first deliveries")
+    b = start_worker(services, **env)
+    wait_for(lambda: any(r.get("msg") == "partitions_assigned" for r in b.log_records()),
+             timeout=60, message="the second worker to get partitions")
+    wait_for(lambda: any(r.get("msg") in ("partitions_revoked", "partitions_lost")
+                         for r in a.log_records()),
+             timeout=60, message="the first worker to give some up")
+    assert a.stop() == 0
+    ids = {j["id"] for j in jobs}
+    wait_for(lambda: sum(1 for s in finished_states(db).values() if s == "delivered") == len(ids),
+             timeout=120, message="every job delivered")
+    sent = [r["headers"]["webhook-id"] for r in receiver.snapshot()]
+    assert set(sent) == ids
+    # a partition changing hands may re-send what was in flight at that moment
+    assert len(sent) - len(ids) <= 2 * MAX_INFLIGHT
+    delivered_by_b = [r for r in b.log_records() if r.get("msg") == "partitions_assigned"]
+    assert delivered_by_b
+    assert b.stop() == 0

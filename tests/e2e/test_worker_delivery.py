@@ -285,3 +285,64 @@ def test_metrics_are_valid_prometheus_text(db, kafka, services, receiver):
     check = subprocess.run([shutil.which("promtool"), "check", "metrics"], input=text,
                            capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_expiry_and_retention(db, kafka, services, receiver):
+    """Parked jobs past HOOKD_PARK_RETENTION_H expire into the terminal
+    'expired' state; finished ids and log rows past their retention go."""
+    db.migrate()
+    sub = insert_subscription(db, receiver.url())
+    old = make_job(sub, "evt_old")
+    db.query("INSERT INTO parked_jobs (job_id, endpoint_id, subscription_id, reason, attempt,"
+             " not_before, job, expires_at, created_at) VALUES (%s, %s, %s, 'greylist', 0,"
+             " now() + interval '1 hour', %s, now() - interval '1 minute',"
+             " now() - interval '73 hours') RETURNING 1",
+             (old["id"], sub["endpoint_id"], sub["id"], encode(old).decode()))
+    db.query("INSERT INTO finished_jobs (job_id, state, finished_at) VALUES"
+             " ('11111111111111111111111111111111', 'delivered', now() - interval '49 hours'),"
+             " ('22222222222222222222222222222222', 'delivered', now() - interval '1 hour')"
+             " RETURNING 1")
+    db.query("INSERT INTO deliveries (job_id, webhook_id, subscription_id, endpoint_id, event_id,"
+             " event_type, attempt, outcome, created_at) VALUES"
+             " ('11111111111111111111111111111111', 'x', 's', 'e', 'ev', 'a/b', 1, 'success',"
+             "  now() - interval '169 hours'),"
+             " ('22222222222222222222222222222222', 'y', 's', 'e', 'ev', 'a/b', 1, 'success',"
+             "  now() - interval '1 hour') RETURNING 1")
+    worker = start_worker(services)
+    wait_finished(db, [old["id"]], "expired", timeout=30)
+    row = db.query("SELECT outcome, job FROM deliveries WHERE job_id = %s", (old["id"],))
+    assert row[0]["outcome"] == "expired" and json.loads(row[0]["job"])["id"] == old["id"]
+    assert db.scalar("SELECT count(*) FROM parked_jobs") == 0
+    wait_for(lambda: db.scalar("SELECT count(*) FROM finished_jobs WHERE job_id ="
+                               " '11111111111111111111111111111111'") == 0, timeout=30,
+             message="old finished ids pruned")
+    wait_for(lambda: db.scalar("SELECT count(*) FROM deliveries WHERE webhook_id = 'x'") == 0,
+             timeout=30, message="old log rows pruned")
+    assert db.scalar("SELECT count(*) FROM deliveries WHERE webhook_id = 'y'") == 1
+    assert db.scalar("SELECT count(*) FROM finished_jobs WHERE job_id ="
+                     " '22222222222222222222222222222222'") == 1
+    assert receiver.count() == 0
+    assert metric(worker.metrics(), "hookd_jobs_expired_total") == 1
+
+
+def test_postgres_outage_delays_but_loses_nothing(db, kafka, services, receiver, pg_cluster):
+    db.migrate()
+    sub = insert_subscription(db, receiver.url(), batch=False)
+    worker = start_worker(services)
+    first = [make_job(sub, "evt_a%d" % i) for i in range(50)]
+    produce_jobs(kafka, first)
+    wait_finished(db, [j["id"] for j in first], "delivered")
+    db.close()
+    pg_cluster.stop()
+    try:
+        wait_for(lambda: not worker.ready(), timeout=20, message="/readyz to go red")
+        during = [make_job(sub, "evt_b%d" % i) for i in range(50)]
+        produce_jobs(kafka, during)
+    finally:
+        pg_cluster.restart()
+    wait_for(worker.ready, timeout=30, message="/readyz to recover")
+    wait_finished(db, [j["id"] for j in first + during], "delivered", timeout=60)
+    ids = [r["headers"]["webhook-id"] for r in receiver.snapshot()]
+    # at most the requests whose outcome could not be written were sent twice
+    assert set(ids) == {j["id"] for j in first + during}
+    assert len(ids) - len(set(ids)) <= 1
