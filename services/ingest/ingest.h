@@ -19,6 +19,7 @@ typedef struct ingest {
     PGconn *api_pg;        /* main-thread connection used by API handlers */
     struct api *api;       /* the subscription API (api.c) */
     rd_kafka_t *producer;  /* idempotent producer for jobs and the DLQ */
+    struct pipeline *pipeline; /* events -> jobs (pipeline.c), with its own clients */
     volatile int stopping; /* set on the first SIGTERM/SIGINT */
 } ingest_t;
 

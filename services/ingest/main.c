@@ -2,6 +2,7 @@
  * subscriptions in PostgreSQL, publishes delivery jobs; serves the API. */
 #include "ingest.h"
 #include "api.h"
+#include "pipeline.h"
 
 #include "hookd/kafka.h"
 #include "hookd/log.h"
@@ -143,6 +144,11 @@ int main(int argc, char **argv)
     if (!ing.producer) goto out;
     ing.health = health_start(ing.cfg.database_url, "hookd-ingest-health", ing.producer);
     if (!ing.health) goto out;
+    ing.pipeline = pipeline_start(&ing, err, sizeof(err));
+    if (!ing.pipeline) {
+        log_error("pipeline_start_failed error=\"%s\"", err);
+        goto out;
+    }
 
     ing.httpd = httpd_new(ing.base, ing.cfg.http_addr, (size_t)ing.cfg.api_max_body_bytes, err,
                           sizeof(err));
@@ -156,10 +162,11 @@ int main(int argc, char **argv)
 
     if (event_base_dispatch(ing.base) < 0) goto out;
     log_info("stopped");
-    rc = 0;
+    rc = pipeline_failed(ing.pipeline) ? 1 : 0;
 out:
     httpd_free(ing.httpd);
     api_free(&ing);
+    pipeline_stop(ing.pipeline);
     health_stop(ing.health);
     if (ing.producer) {
         rd_kafka_flush(ing.producer, 5000);
