@@ -1,6 +1,7 @@
 /* librdkafka configuration from the hookd config table and passthrough. */
 #include "hookd/kafka.h"
 #include "hookd/log.h"
+#include "hookd/util.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -63,12 +64,50 @@ fail:
     return NULL;
 }
 
+static void silent_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    (void)rk;
+    (void)level;
+    (void)fac;
+    (void)buf;
+}
+
 int hookd_kafka_check_config(const hookd_config_t *cfg, char *err, size_t err_size)
 {
+    char why[512];
     rd_kafka_conf_t *conf = hookd_kafka_conf(cfg, "check", err, err_size);
     if (!conf) return -1;
+    /* Some properties are only validated when a client is created: create
+     * one that talks to nobody. */
+    rd_kafka_conf_set_log_cb(conf, silent_log);
+    if (hookd_kafka_set(conf, "bootstrap.servers", "", why, sizeof(why)) < 0) {
+        rd_kafka_conf_destroy(conf);
+        snprintf(err, err_size, "invalid Kafka configuration: %s", why);
+        return -1;
+    }
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
+    if (rk) {
+        rd_kafka_destroy(rk);
+        return 0;
+    }
     rd_kafka_conf_destroy(conf);
-    return 0;
+    /* name the variable whose value the error mentions, else all of them */
+    strbuf_t names;
+    strbuf_init(&names, 64);
+    for (int i = 0; i < cfg->kafka_props_len; i++) {
+        const hookd_kafka_prop_t *p = &cfg->kafka_props[i];
+        if (!p->secret && p->value[0] && strstr(why, p->value)) {
+            strbuf_reset(&names);
+            strbuf_puts(&names, p->var);
+            break;
+        }
+        if (names.len) strbuf_puts(&names, ", ");
+        strbuf_puts(&names, p->var);
+    }
+    snprintf(err, err_size, "invalid Kafka configuration (%s): %s",
+             names.len ? names.data : "HOOKD_KAFKA_BROKERS", why);
+    strbuf_free(&names);
+    return -1;
 }
 
 bool hookd_kafka_ping(rd_kafka_t *rk, int timeout_ms)

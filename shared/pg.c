@@ -2,6 +2,7 @@
  * and the advisory-locked, transactional migration runner. */
 #include "hookd/pg.h"
 #include "hookd/log.h"
+#include "hookd/service.h"
 #include "hookd/util.h"
 
 #include <poll.h>
@@ -45,9 +46,12 @@ PGconn *pg_connect(const char *url, const char *app_name, int64_t timeout_ms,
         PQfinish(c);
         if (attempt == 1 || attempt % 10 == 0)
             log_warn("pg_connect_failed attempt=%d error=\"%s\"", attempt, err);
-        if ((stop && *stop) || (timeout_ms > 0 && hookd_mono_ms() - start >= timeout_ms))
+        if ((stop && *stop) || hookd_shutdown_requested() ||
+            (timeout_ms > 0 && hookd_mono_ms() - start >= timeout_ms))
             return NULL;
-        for (int64_t slept = 0; slept < backoff && !(stop && *stop); slept += 50) sleep_ms(50);
+        for (int64_t slept = 0; slept < backoff && !(stop && *stop) && !hookd_shutdown_requested();
+             slept += 50)
+            sleep_ms(50);
         if (backoff < 5000) backoff *= 2;
     }
 }

@@ -4,6 +4,9 @@
 #include "hookd/log.h"
 
 #include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/resource.h>
 #include <event2/event.h>
 #include <json-c/json_c_version.h>
 #include <libpq-fe.h>
@@ -23,6 +26,8 @@ void hookd_service_print_version(const char *name)
            event_get_version());
 }
 
+static void install_raw_handlers(void);
+
 /* Registers the password of a database URL (and the URL itself) so that no
  * log line can print them. */
 static void register_secrets(const hookd_config_t *cfg)
@@ -39,12 +44,23 @@ static void register_secrets(const hookd_config_t *cfg)
         if (cfg->kafka_props[i].secret) hookd_log_add_secret(cfg->kafka_props[i].value);
 }
 
+/* Many connections (receivers, brokers, PostgreSQL): use the hard limit. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0) log_warn("fd_limit_unchanged");
+    }
+}
+
 int hookd_service_setup(const char *name, unsigned service, int argc, char **argv,
                         const hookd_cli_opt_t *opts, hookd_config_t *cfg)
 {
     char err[512];
     bool help = false, version = false;
     hookd_log_init(name, HOOKD_LOG_INFO, 0);
+    install_raw_handlers();
     if (hookd_config_load(cfg, service, argc, argv, NULL, opts, &help, &version, err,
                           sizeof(err)) < 0) {
         fprintf(stderr, "%s: %s\n", name, err);
@@ -68,59 +84,101 @@ int hookd_service_setup(const char *name, unsigned service, int argc, char **arg
     }
     hookd_log_init(name, cfg->log_level, cfg->log_format == LOG_FORMAT_JSON);
     register_secrets(cfg);
+    raise_fd_limit();
     hookd_config_log(cfg, service);
     return -1;
 }
 
+/* Signals are caught by a plain handler from the very start (so a SIGTERM
+ * while we still wait for PostgreSQL stops the process), which counts them
+ * and wakes the event loop through a pipe once it runs. */
+static volatile sig_atomic_t signal_count;
+static volatile sig_atomic_t last_signal;
+static int signal_pipe[2] = {-1, -1};
+
+static void on_raw_signal(int sig)
+{
+    int saved = errno;
+    signal_count++;
+    last_signal = sig;
+    if (signal_pipe[1] >= 0) {
+        ssize_t w = write(signal_pipe[1], "s", 1);
+        (void)w;
+    }
+    errno = saved;
+}
+
+static void install_raw_handlers(void)
+{
+    if (signal_pipe[0] < 0 && pipe2(signal_pipe, O_NONBLOCK | O_CLOEXEC) < 0)
+        signal_pipe[0] = signal_pipe[1] = -1;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_raw_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+bool hookd_shutdown_requested(void)
+{
+    return signal_count > 0;
+}
+
 struct hookd_signals {
-    struct event *term, *intr;
+    struct event *ev;
     void (*on_stop)(void *);
     void (*on_force)(void *);
     void *ud;
-    int count;
+    int handled;
 };
 
-static void on_signal(evutil_socket_t sig, short what, void *arg)
+static void on_signal_pipe(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
     hookd_signals_t *s = arg;
-    s->count++;
-    if (s->count == 1) {
-        log_info("shutdown_requested signal=%s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-        s->on_stop(s->ud);
-        return;
+    char buf[64];
+    while (read(fd, buf, sizeof(buf)) > 0) {
     }
-    log_warn("shutdown_forced signal=%s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-    if (s->on_force) {
-        s->on_force(s->ud);
-    } else {
-        _exit(1);
+    const char *name = last_signal == SIGINT ? "SIGINT" : "SIGTERM";
+    while (s->handled < signal_count) {
+        s->handled++;
+        if (s->handled == 1) {
+            log_info("shutdown_requested signal=%s", name);
+            s->on_stop(s->ud);
+            continue;
+        }
+        log_warn("shutdown_forced signal=%s", name);
+        if (s->on_force) s->on_force(s->ud);
+        else _exit(1);
+        break;
     }
 }
 
 hookd_signals_t *hookd_signals_new(struct event_base *base, void (*on_stop)(void *ud),
                                    void (*on_force)(void *ud), void *ud)
 {
+    install_raw_handlers();
+    if (signal_pipe[0] < 0) return NULL;
     hookd_signals_t *s = calloc(1, sizeof(*s));
     if (!s) abort();
-    signal(SIGPIPE, SIG_IGN);
     s->on_stop = on_stop;
     s->on_force = on_force;
     s->ud = ud;
-    s->term = evsignal_new(base, SIGTERM, on_signal, s);
-    s->intr = evsignal_new(base, SIGINT, on_signal, s);
-    if (!s->term || !s->intr || evsignal_add(s->term, NULL) < 0 ||
-        evsignal_add(s->intr, NULL) < 0) {
+    s->ev = event_new(base, signal_pipe[0], EV_READ | EV_PERSIST, on_signal_pipe, s);
+    if (!s->ev || event_add(s->ev, NULL) < 0) {
         hookd_signals_free(s);
         return NULL;
     }
+    /* a signal that arrived before the loop existed is handled on its first turn */
+    if (signal_count > 0) event_active(s->ev, EV_READ, 0);
     return s;
 }
 
 void hookd_signals_free(hookd_signals_t *s)
 {
     if (!s) return;
-    if (s->term) event_free(s->term);
-    if (s->intr) event_free(s->intr);
+    if (s->ev) event_free(s->ev);
     free(s);
 }

@@ -27,12 +27,36 @@ void sign_job_id(const char *event_id, size_t event_id_len, const char *sub_id, 
     hookd_hex(md, SIGN_JOB_ID_LEN / 2, out);
 }
 
+/* One HMAC context per thread, re-keyed per signature: creating a context
+ * costs more than signing a small body. */
 static EVP_MAC *hmac_alg;
+static pthread_key_t hmac_key;
 static pthread_once_t hmac_once = PTHREAD_ONCE_INIT;
+
+static void hmac_ctx_free(void *ctx)
+{
+    EVP_MAC_CTX_free(ctx);
+}
 
 static void hmac_init(void)
 {
     hmac_alg = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    if (pthread_key_create(&hmac_key, hmac_ctx_free) != 0) hmac_alg = NULL;
+}
+
+static EVP_MAC_CTX *hmac_ctx(void)
+{
+    pthread_once(&hmac_once, hmac_init);
+    if (!hmac_alg) return NULL;
+    EVP_MAC_CTX *h = pthread_getspecific(hmac_key);
+    if (!h) {
+        h = EVP_MAC_CTX_new(hmac_alg);
+        if (h && pthread_setspecific(hmac_key, h) != 0) {
+            EVP_MAC_CTX_free(h);
+            h = NULL;
+        }
+    }
+    return h;
 }
 
 int sign_webhook(const char *secret, const char *msg_id, long long timestamp, const char *body,
@@ -54,9 +78,7 @@ int sign_webhook(const char *secret, const char *msg_id, long long timestamp, co
 
     unsigned char mac[EVP_MAX_MD_SIZE];
     size_t mac_len = 0;
-    pthread_once(&hmac_once, hmac_init);
-    if (!hmac_alg) return -1;
-    EVP_MAC_CTX *h = EVP_MAC_CTX_new(hmac_alg);
+    EVP_MAC_CTX *h = hmac_ctx();
     if (!h) return -1;
     OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0),
                            OSSL_PARAM_construct_end()};
@@ -64,7 +86,6 @@ int sign_webhook(const char *secret, const char *msg_id, long long timestamp, co
              EVP_MAC_update(h, (const unsigned char *)head, (size_t)n) &&
              EVP_MAC_update(h, (const unsigned char *)body, body_len) &&
              EVP_MAC_final(h, mac, &mac_len, sizeof(mac));
-    EVP_MAC_CTX_free(h);
     if (!ok) return -1;
     memcpy(out, "v1,", 3);
     hookd_base64(mac, mac_len, out + 3);

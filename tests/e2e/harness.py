@@ -114,27 +114,31 @@ class PostgresCluster:
         if os.geteuid() == 0:
             self.as_user = "postgres"
 
-    def _cmd(self, argv):
+    def _popen(self, argv, **kw):
+        """Runs argv as the cluster owner (setuid in the child, so the pid is
+        the server's own and signals reach it directly)."""
         if self.as_user:
-            return ["runuser", "-u", self.as_user, "--"] + argv
-        return argv
+            pw = pwd.getpwnam(self.as_user)
+            kw.update(user=pw.pw_uid, group=pw.pw_gid, extra_groups=[])
+        return subprocess.Popen(argv, **kw)
 
     def start(self):
         self.dir.mkdir(parents=True, exist_ok=True)
         if self.as_user:
             pw = pwd.getpwnam(self.as_user)
             os.chown(self.dir, pw.pw_uid, pw.pw_gid)
-        subprocess.run(self._cmd([str(PG_BIN / "initdb"), "-D", str(self.data), "--auth=trust",
-                                  "-U", "postgres", "-E", "UTF8", "--locale=C.UTF-8", "-N"]),
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        initdb = self._popen([str(PG_BIN / "initdb"), "-D", str(self.data), "--auth=trust",
+                              "-U", "postgres", "-E", "UTF8", "--locale=C.UTF-8", "-N"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=self.dir)
+        _, err = initdb.communicate(timeout=120)
+        assert initdb.returncode == 0, err.decode()
         self.log = open(self.dir / "postgres.log", "ab")
-        self.proc = subprocess.Popen(
-            self._cmd([str(PG_BIN / "postgres"), "-D", str(self.data), "-p", str(self.port),
-                       "-k", str(self.dir), "-c", "listen_addresses=127.0.0.1",
-                       "-c", "fsync=off", "-c", "synchronous_commit=off",
-                       "-c", "full_page_writes=off", "-c", "max_connections=300",
-                       "-c", "shared_buffers=128MB"]),
-            stdout=self.log, stderr=self.log)
+        self.argv = [str(PG_BIN / "postgres"), "-D", str(self.data), "-p", str(self.port),
+                     "-k", str(self.dir), "-c", "listen_addresses=127.0.0.1",
+                     "-c", "fsync=off", "-c", "synchronous_commit=off",
+                     "-c", "full_page_writes=off", "-c", "max_connections=300",
+                     "-c", "shared_buffers=128MB"]
+        self.proc = self._popen(self.argv, stdout=self.log, stderr=self.log, cwd=self.dir)
         wait_for(self._ready, timeout=30, message="PostgreSQL to accept connections")
         return self
 
@@ -174,7 +178,7 @@ class PostgresCluster:
 
     def restart(self):
         self.stop()
-        self.proc = subprocess.Popen(self.proc.args, stdout=self.log, stderr=self.log)
+        self.proc = self._popen(self.argv, stdout=self.log, stderr=self.log, cwd=self.dir)
         wait_for(self._ready, timeout=30, message="PostgreSQL to come back")
 
 

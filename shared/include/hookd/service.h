@@ -7,6 +7,7 @@
 #include "hookd/config.h"
 
 #include <event2/event.h>
+#include <stdbool.h>
 
 /* Loads the configuration for 'service' (HOOKD_SVC_*). Prints help or the
  * version, or one error line naming the variable, and returns the exit code
@@ -17,6 +18,11 @@ int hookd_service_setup(const char *name, unsigned service, int argc, char **arg
 
 /* Version line: "<name> <version> (librdkafka x, libpq y, libcurl z, ...)". */
 void hookd_service_print_version(const char *name);
+
+/* True once SIGTERM or SIGINT has arrived (from hookd_service_setup on),
+ * even before the event loop runs: start-up waits poll it. Async-signal
+ * safe to read. */
+bool hookd_shutdown_requested(void);
 
 typedef struct hookd_signals hookd_signals_t;
 
