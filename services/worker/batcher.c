@@ -212,6 +212,24 @@ wjob_t *batcher_take_all(endpoint_t *ep)
     return list;
 }
 
+wjob_t *batcher_take_after(endpoint_t *ep, int keep)
+{
+    if (keep <= 0) return batcher_take_all(ep);
+    if (ep->queued <= keep) return NULL;
+    wjob_t *last = ep->head;
+    for (int i = 1; i < keep; i++)
+        last = last->next;
+    wjob_t *list = last->next;
+    last->next = NULL;
+    ep->tail = last;
+    for (wjob_t *j = list; j; j = j->next) {
+        ep->queued--;
+        ep->queued_bytes -= j->len;
+        ep->b->queued--;
+    }
+    return list;
+}
+
 bool batcher_due(batcher_t *b, endpoint_t *ep, int64_t now_ms)
 {
     if (ep->probe) return ep->inflight == 0;

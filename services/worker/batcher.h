@@ -30,6 +30,8 @@ typedef struct endpoint {
     int queued;
     size_t queued_bytes; /* sum of job message lengths */
     int inflight;        /* requests in flight */
+    int64_t last_progress_ms; /* last request completion, or start of a request while idle */
+    bool drain_claiming;      /* a STORE_DRAIN for it is outstanding */
     int refs;            /* store operations that point at it */
     wjob_t *probe;       /* grey-list probe waiting to be sent alone */
     struct event *timer; /* end of the head job's window (created on first use) */
@@ -79,6 +81,8 @@ void batcher_set_probe(batcher_t *b, endpoint_t *ep, wjob_t *j);
 void batcher_unlink(endpoint_t *ep, wjob_t *prev, wjob_t *j);
 /* Takes the whole queue off (a list linked by next, in order). */
 wjob_t *batcher_take_all(endpoint_t *ep);
+/* Takes off everything after the first 'keep' jobs (a list, in order). */
+wjob_t *batcher_take_after(endpoint_t *ep, int keep);
 
 /* Re-evaluates whether the endpoint is due (after a state change) and
  * schedules a pump. Cheap; call it whenever something changed. */

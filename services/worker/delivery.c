@@ -23,6 +23,14 @@
 #define HELD_MAX_JOBS 20000
 #define HELD_MAX_BYTES (16u << 20)
 #define EXCERPT_MAX 1024
+/* An endpoint with every request slot busy and no completion for STALL_MS
+ * is stalled (slow or dead): it keeps SPILL_KEEP queued jobs in memory and
+ * the rest go to parked_jobs (reason 'greylist'), new ones behind them,
+ * until it has drained them again - so dead endpoints cannot fill the
+ * memory bound and stop consumption for everybody. */
+#define STALL_MS 1000
+#define SPILL_KEEP 16
+#define DRAIN_CHUNK_MIN 100
 
 enum {
     TAG_LOOKUP = 1, /* dedup lookup of consumed jobs (jobs[]) */
@@ -31,6 +39,7 @@ enum {
     TAG_PLAIN,      /* outcome rows without a request (cancellations) */
     TAG_PARK,       /* grey-list parking (ctx = endpoint) */
     TAG_ENDPOINT,   /* grey-list update (ctx = endpoint) */
+    TAG_DRAIN,      /* parked jobs of draining endpoints (ctx = their park epochs) */
     TAG_NONE,       /* nothing to do on completion */
 };
 
@@ -244,6 +253,23 @@ static bool must_park(const delivery_t *d, const endpoint_t *ep, const wjob_t *j
     return greylist_verdict(&ep->gl, d->threshold, j->source == WJOB_PARKED) == GL_PARK;
 }
 
+static bool stalled(const delivery_t *d, const endpoint_t *ep, int64_t now)
+{
+    return ep->inflight >= batcher_opts(d->b)->concurrency && now - ep->last_progress_ms > STALL_MS;
+}
+
+/* Parks what a stalled endpoint holds beyond SPILL_KEEP; from now on its
+ * new jobs queue in parked_jobs behind them (draining). */
+static void spill(delivery_t *d, endpoint_t *ep)
+{
+    wjob_t *tail = batcher_take_after(ep, SPILL_KEEP);
+    if (!ep->gl.draining)
+        log_info("endpoint_stalled endpoint_id=%s in_flight=%d action=park_queue", ep->id,
+                 ep->inflight);
+    ep->gl.draining = true;
+    park_list(d, ep, tail);
+}
+
 /* After a grey-list state change: parks what must not wait in memory. */
 static void park_queued(delivery_t *d, endpoint_t *ep)
 {
@@ -311,6 +337,7 @@ static void on_result(delivery_t *d, request_t *req, const send_result_t *r)
     const worker_t *w = d->w;
     d->http_inflight--;
     ep->inflight--;
+    ep->last_progress_ms = hookd_mono_ms();
     req->in_sender = false;
     strbuf_free(&req->body);
 
@@ -509,6 +536,7 @@ static bool on_send(endpoint_t *ep, void *ud)
     req->next = d->requests;
     if (d->requests) d->requests->prev = req;
     d->requests = req;
+    if (ep->inflight == 0) ep->last_progress_ms = hookd_mono_ms();
     ep->inflight++;
     d->unconfirmed++;
     d->http_inflight++;
@@ -606,9 +634,76 @@ static void dispatch(delivery_t *d, wjob_t *j)
         return;
     }
     batcher_enqueue(d->b, ep, j);
+    if (j->source == WJOB_KAFKA && ep->queued > SPILL_KEEP && stalled(d, ep, hookd_mono_ms()))
+        spill(d, ep);
 }
 
 /* ---------------------------------------------------------------- store completions */
+
+typedef struct {
+    delivery_t *d;
+    store_op_t *drain;
+    uint64_t *epochs;
+    int cap;
+    int64_t now;
+} tick_ctx_t;
+
+static void tick_endpoint(endpoint_t *ep, void *ud)
+{
+    tick_ctx_t *c = ud;
+    delivery_t *d = c->d;
+    if (ep->gl.until_ms != 0 || ep->gl.probing) return;
+    bool is_stalled = stalled(d, ep, c->now);
+    if (is_stalled && ep->queued > SPILL_KEEP) spill(d, ep);
+    if (!ep->gl.draining || ep->drain_claiming || is_stalled || d->stopping) return;
+    const batcher_opts_t *o = batcher_opts(d->b);
+    int chunk = 2 * o->batch_max > DRAIN_CHUNK_MIN ? 2 * o->batch_max : DRAIN_CHUNK_MIN;
+    if (ep->queued >= chunk / 2 || delivery_claim_budget(d) < chunk) return;
+    if (!c->drain) {
+        c->drain = store_op_new(STORE_DRAIN);
+        c->drain->limit = chunk;
+    }
+    if (c->drain->n_ids == c->cap) {
+        c->cap = c->cap ? c->cap * 2 : 16;
+        c->epochs = realloc(c->epochs, sizeof(*c->epochs) * (size_t)c->cap);
+        if (!c->epochs) abort();
+    }
+    c->epochs[c->drain->n_ids] = ep->gl.park_epoch;
+    store_op_add_id(c->drain, ep->id);
+    ep->drain_claiming = true;
+    ep->refs++;
+}
+
+void delivery_tick(delivery_t *d)
+{
+    tick_ctx_t c = {d, NULL, NULL, 0, hookd_mono_ms()};
+    batcher_each(d->b, tick_endpoint, &c);
+    if (c.drain)
+        submit(d, c.drain, TAG_DRAIN, c.epochs);
+    else
+        free(c.epochs);
+}
+
+static void drain_done(delivery_t *d, store_op_t *op)
+{
+    uint64_t *epochs = op->ctx;
+    for (int i = 0; i < op->n_ids; i++) {
+        endpoint_t *ep = batcher_endpoint(d->b, op->ids[i], false);
+        if (!ep) continue; /* cannot happen: referenced */
+        ep->refs--;
+        ep->drain_claiming = false;
+        if (op->failed || !op->empty || !op->empty[i] || ep->gl.park_ops > 0 ||
+            ep->gl.park_epoch != epochs[i])
+            continue;
+        ep->gl.draining = false;
+        log_info("endpoint_drained endpoint_id=%s", ep->id);
+        batcher_check(d->b, ep);
+    }
+    free(epochs);
+    wjob_t *list = op->claimed;
+    op->claimed = NULL;
+    delivery_claimed(d, list);
+}
 
 static void lookup_done(delivery_t *d, store_op_t *op)
 {
@@ -723,10 +818,6 @@ void delivery_store_done(store_op_t *op, void *ud)
         scheduler_claim_done(d->w->sched, op);
         return;
     }
-    if (op->kind == STORE_DRAIN_CHECK) {
-        scheduler_drain_done(d->w->sched, op);
-        return;
-    }
     if (op->kind == STORE_LEASE) {
         store_op_free(op);
         return;
@@ -754,6 +845,9 @@ void delivery_store_done(store_op_t *op, void *ud)
     }
     case TAG_ENDPOINT:
         endpoint_done(d, op);
+        break;
+    case TAG_DRAIN:
+        drain_done(d, op);
         break;
     default:
         break;

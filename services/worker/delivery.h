@@ -45,6 +45,9 @@ bool delivery_under_low_water(const delivery_t *d);
 
 /* Jobs leased from parked_jobs (a list linked by next; ownership passes). */
 void delivery_claimed(delivery_t *d, wjob_t *list);
+/* Periodic (scheduler poll): spills the queues of stalled endpoints to
+ * parked_jobs and asks for the next parked jobs of draining endpoints. */
+void delivery_tick(delivery_t *d);
 /* How many more jobs may be claimed now. */
 int delivery_claim_budget(const delivery_t *d);
 batcher_t *delivery_batcher(delivery_t *d);

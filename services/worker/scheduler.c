@@ -18,7 +18,7 @@
 struct scheduler {
     worker_t *w;
     struct event *poll_ev, *lease_ev;
-    bool claiming, checking, stopped;
+    bool claiming, stopped;
     metric_t *m_claimed, *m_probes;
 };
 
@@ -39,41 +39,11 @@ int64_t scheduler_retry_delay_ms(const int64_t *schedule, int len, int attempts_
     return base + delta < 0 ? 0 : base + delta;
 }
 
-typedef struct {
-    store_op_t *op;
-    uint64_t *epochs;
-    int cap;
-} drain_collect_t;
-
-static void collect_draining(endpoint_t *ep, void *ud)
-{
-    drain_collect_t *c = ud;
-    if (!ep->gl.draining || ep->gl.park_ops > 0 || ep->gl.until_ms != 0) return;
-    if (!c->op) c->op = store_op_new(STORE_DRAIN_CHECK);
-    if (c->op->n_ids == c->cap) {
-        c->cap = c->cap ? c->cap * 2 : 16;
-        c->epochs = realloc(c->epochs, sizeof(*c->epochs) * (size_t)c->cap);
-        if (!c->epochs) abort();
-    }
-    c->epochs[c->op->n_ids] = ep->gl.park_epoch;
-    store_op_add_id(c->op, ep->id);
-}
-
 static void poll_now(scheduler_t *s)
 {
     worker_t *w = s->w;
     if (s->stopped || w->stopping) return;
-    if (!s->checking) {
-        drain_collect_t c = {0};
-        batcher_each(delivery_batcher(w->dlv), collect_draining, &c);
-        if (c.op) {
-            c.op->ctx = c.epochs;
-            s->checking = true;
-            store_submit(w->store, c.op);
-        } else {
-            free(c.epochs);
-        }
-    }
+    delivery_tick(w->dlv);
     if (!s->claiming) {
         store_op_t *op = store_op_new(STORE_CLAIM);
         int budget = delivery_claim_budget(w->dlv);
@@ -167,21 +137,4 @@ void scheduler_claim_done(scheduler_t *s, store_op_t *op)
     store_op_free(op);
     delivery_claimed(s->w->dlv, list);
     if (full) poll_now(s); /* a backlog is being released: keep going */
-}
-
-void scheduler_drain_done(scheduler_t *s, store_op_t *op)
-{
-    s->checking = false;
-    uint64_t *epochs = op->ctx;
-    batcher_t *b = delivery_batcher(s->w->dlv);
-    for (int i = 0; i < op->n_ids && !op->failed && op->empty; i++) {
-        endpoint_t *ep = batcher_endpoint(b, op->ids[i], false);
-        if (!ep || !op->empty[i] || ep->gl.park_ops > 0 || ep->gl.park_epoch != epochs[i])
-            continue;
-        ep->gl.draining = false;
-        log_info("endpoint_drained endpoint_id=%s", ep->id);
-        batcher_check(b, ep);
-    }
-    free(epochs);
-    store_op_free(op);
 }

@@ -1,12 +1,11 @@
 /* Jobs that wait in PostgreSQL come back from here: every
  * HOOKD_SCHEDULER_POLL_MS it leases (SELECT ... FOR UPDATE SKIP LOCKED, a
  * lease per worker instance) the probe job of each endpoint whose grey-list
- * period is over, then due rows of parked_jobs - retries, jobs released
- * after a successful probe, API redeliveries - oldest first and in their
- * original order within an endpoint, and hands them to delivery. It renews
- * the leases of the jobs it holds, asks whether draining endpoints have
- * parked jobs left, and computes retry delays. Expiry and retention run on
- * the store thread. */
+ * period is over, then due retries and API redeliveries, oldest first, and
+ * hands them to delivery; it also lets delivery drain the grey-list parked
+ * jobs of released endpoints (delivery_tick). It renews the leases of the
+ * jobs it holds and computes retry delays. Expiry and retention run on the
+ * store thread. */
 #ifndef HOOKD_WORKER_SCHEDULER_H
 #define HOOKD_WORKER_SCHEDULER_H
 
@@ -23,9 +22,8 @@ void scheduler_free(scheduler_t *s);
 /* Stops claiming (shutdown). */
 void scheduler_stop(scheduler_t *s);
 
-/* Completions routed here by delivery.c (ownership of op passes). */
+/* Completion routed here by delivery.c (ownership of op passes). */
 void scheduler_claim_done(scheduler_t *s, store_op_t *op);
-void scheduler_drain_done(scheduler_t *s, store_op_t *op);
 
 /* How long a claimed job stays leased to this instance. */
 int64_t scheduler_lease_ms(const hookd_config_t *cfg);

@@ -294,9 +294,26 @@ static const char SQL_SUB_FETCH[] =
     "  THEN (extract(epoch FROM previous_secret_expires_at) * 1000)::bigint ELSE 0 END"
     " FROM subscriptions WHERE id = ANY($1::text[])";
 
-static const char SQL_DRAIN_CHECK[] =
-    "SELECT id FROM unnest($1::text[]) AS id WHERE NOT EXISTS"
-    " (SELECT 1 FROM parked_jobs p WHERE p.endpoint_id = id AND p.reason = 'greylist')";
+/* Draining an endpoint: its next due parked jobs in seq order (what
+ * expired is left to the expiry), then whether grey-list parked ones are
+ * left that this worker does not hold. */
+static const char SQL_DRAIN[] =
+    "WITH c AS ("
+    "  SELECT p.job_id FROM parked_jobs p"
+    "  WHERE p.endpoint_id = $1 AND p.not_before <= now() AND p.expires_at > now()"
+    "   AND (p.lease_until IS NULL OR p.lease_until < now())"
+    "   AND NOT EXISTS (SELECT 1 FROM endpoints e WHERE e.id = p.endpoint_id"
+    "    AND e.greylisted_until IS NOT NULL)"
+    "  ORDER BY p.seq LIMIT $2::int FOR UPDATE OF p SKIP LOCKED),"
+    " u AS ("
+    "  UPDATE parked_jobs p SET lease_owner = $3,"
+    "   lease_until = now() + $4::bigint * interval '1 millisecond'"
+    "  FROM c WHERE p.job_id = c.job_id RETURNING p.job_id, p.seq, p.attempt, p.job)"
+    " SELECT replace(job_id::text, '-', ''), seq, attempt, job FROM u ORDER BY seq";
+
+static const char SQL_DRAIN_LEFT[] =
+    "SELECT EXISTS (SELECT 1 FROM parked_jobs WHERE endpoint_id = $1 AND reason = 'greylist'"
+    " AND (lease_owner IS DISTINCT FROM $2 OR lease_until < now()))";
 
 /* Probes: endpoints whose period is over get their oldest parked job
  * leased as the probe, by exactly one replica (row locks, SKIP LOCKED). */
@@ -307,7 +324,8 @@ static const char SQL_CLAIM_PROBES[] =
     "  ORDER BY greylisted_until LIMIT 100 FOR UPDATE SKIP LOCKED),"
     " pj AS ("
     "  SELECT DISTINCT ON (p.endpoint_id) p.endpoint_id, p.job_id FROM parked_jobs p"
-    "  JOIN ep ON ep.id = p.endpoint_id ORDER BY p.endpoint_id, p.seq),"
+    "  JOIN ep ON ep.id = p.endpoint_id WHERE p.expires_at > now()"
+    "  ORDER BY p.endpoint_id, p.seq),"
     " upd AS ("
     "  UPDATE endpoints e SET probe_job_id = pj.job_id,"
     "   probe_lease_until = now() + $2::bigint * interval '1 millisecond'"
@@ -317,14 +335,18 @@ static const char SQL_CLAIM_PROBES[] =
     " FROM upd WHERE p.job_id = upd.job_id"
     " RETURNING replace(p.job_id::text, '-', ''), p.seq, p.attempt, p.job";
 
-/* Due retries, redeliveries and released jobs of endpoints that are not
- * grey-listed, oldest first, in original order within an endpoint. */
+/* Due retries and API redeliveries of endpoints that are neither
+ * grey-listed nor draining, oldest first (a draining endpoint's jobs come
+ * back through SQL_DRAIN, in seq order). */
 static const char SQL_CLAIM_DUE[] =
     "WITH due AS ("
     "  SELECT p.job_id FROM parked_jobs p"
-    "  WHERE p.not_before <= now() AND (p.lease_until IS NULL OR p.lease_until < now())"
+    "  WHERE p.not_before <= now() AND p.reason = 'retry' AND p.expires_at > now()"
+    "   AND (p.lease_until IS NULL OR p.lease_until < now())"
     "   AND NOT EXISTS (SELECT 1 FROM endpoints e WHERE e.id = p.endpoint_id"
     "    AND e.greylisted_until IS NOT NULL)"
+    "   AND NOT EXISTS (SELECT 1 FROM parked_jobs g WHERE g.endpoint_id = p.endpoint_id"
+    "    AND g.reason = 'greylist')"
     "  ORDER BY p.not_before, p.seq LIMIT $3::int FOR UPDATE OF p SKIP LOCKED),"
     " upd AS ("
     "  UPDATE parked_jobs p SET lease_owner = $1,"
@@ -651,30 +673,6 @@ static int read_subs(store_t *s, store_op_t **ops, int n, round_err_t *e)
     return 0;
 }
 
-static int read_drain_checks(store_t *s, store_op_t **ops, int n, round_err_t *e)
-{
-    for (int k = 0; k < n; k++) {
-        store_op_t *op = ops[k];
-        if (op->kind != STORE_DRAIN_CHECK || op->n_ids == 0) continue;
-        free(op->empty);
-        op->empty = calloc((size_t)op->n_ids, 1);
-        if (!op->empty) abort();
-        pgarr_t a;
-        arr_init(&a);
-        for (int i = 0; i < op->n_ids; i++)
-            arr_str(&a, op->ids[i]);
-        const char *params[1] = {arr_end(&a)};
-        PGresult *r = query(s, SQL_DRAIN_CHECK, 1, params, e);
-        arr_free(&a);
-        if (!r) return -1;
-        for (int i = 0; i < PQntuples(r); i++)
-            for (int x = 0; x < op->n_ids; x++)
-                if (strcmp(op->ids[x], PQgetvalue(r, i, 0)) == 0) op->empty[x] = 1;
-        PQclear(r);
-    }
-    return 0;
-}
-
 static void free_claimed(store_op_t *op)
 {
     while (op->claimed) {
@@ -739,6 +737,36 @@ static int read_claims(store_t *s, store_op_t **ops, int n, round_err_t *e)
     return 0;
 }
 
+static int read_drains(store_t *s, store_op_t **ops, int n, round_err_t *e)
+{
+    for (int k = 0; k < n; k++) {
+        store_op_t *op = ops[k];
+        if (op->kind != STORE_DRAIN) continue;
+        free_claimed(op);
+        free(op->empty);
+        op->empty = calloc((size_t)op->n_ids + 1, 1);
+        if (!op->empty) abort();
+        wjob_t **tail = &op->claimed;
+        char lease[24], limit[16];
+        int_text(lease, sizeof(lease), s->o.lease_ms);
+        int_text(limit, sizeof(limit), op->limit);
+        for (int i = 0; i < op->n_ids; i++) {
+            const char *p4[4] = {op->ids[i], limit, s->instance_id, lease};
+            PGresult *r = query(s, SQL_DRAIN, 4, p4, e);
+            if (!r) return -1;
+            int rc = take_claimed(s, r, false, &tail, e);
+            PQclear(r);
+            if (rc < 0) return -1;
+            const char *p2[2] = {op->ids[i], s->instance_id};
+            r = query(s, SQL_DRAIN_LEFT, 2, p2, e);
+            if (!r) return -1;
+            op->empty[i] = PQgetvalue(r, 0, 0)[0] != 't';
+            PQclear(r);
+        }
+    }
+    return 0;
+}
+
 /* Runs every operation of one round in one transaction: one statement
  * (autocommit) when the round holds only outcomes and lookups, which is
  * the steady state. */
@@ -755,7 +783,7 @@ static int run_round(store_t *s, store_op_t **ops, int n, round_err_t *e)
     for (int k = 0; k < n; k++)
         if (ops[k]->kind == STORE_ENDPOINT && write_endpoint(s, ops[k], e) < 0) goto fail;
     if (read_subs(s, ops, n, e) < 0) goto fail;
-    if (read_drain_checks(s, ops, n, e) < 0) goto fail;
+    if (read_drains(s, ops, n, e) < 0) goto fail;
     if (read_claims(s, ops, n, e) < 0) goto fail;
     if (exec(s, "COMMIT", 0, NULL, e) < 0) goto fail;
     return 0;
@@ -765,7 +793,7 @@ fail:
         exec(s, "ROLLBACK", 0, NULL, &ignored);
     }
     for (int k = 0; k < n; k++)
-        if (ops[k]->kind == STORE_CLAIM) free_claimed(ops[k]);
+        if (ops[k]->kind == STORE_CLAIM || ops[k]->kind == STORE_DRAIN) free_claimed(ops[k]);
     return -1;
 }
 

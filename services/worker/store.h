@@ -27,8 +27,9 @@ typedef enum {
     STORE_OUTCOME,         /* write rows[] */
     STORE_ENDPOINT,        /* grey-list update of endpoint_id, RETURNING its state -> row */
     STORE_DEACTIVATE,      /* subscriptions ids[] answered 410: active = false */
-    STORE_CLAIM,           /* lease probes and due parked jobs -> claimed (list) */
-    STORE_DRAIN_CHECK,     /* which endpoints ids[] have no grey-list parked jobs -> empty[] */
+    STORE_CLAIM,           /* lease probes and due retries -> claimed (list) */
+    STORE_DRAIN,           /* lease the next grey-list parked jobs of endpoints ids[] (up to
+                              limit each, seq order) -> claimed; empty[i]: none left but ours */
     STORE_LEASE,           /* renew (or release) the leases of parked job ids[] */
     STORE_ENDPOINT_STATES, /* made by the store: rows states[] of ids[] after NOTIFY/reconnect */
 } store_kind_t;
@@ -70,7 +71,7 @@ typedef struct store_op {
     wjob_t **jobs;
     int n_jobs;
     uint8_t *found; /* STORE_LOOKUP result, one per job */
-    /* STORE_SUB_FETCH, STORE_DEACTIVATE, STORE_DRAIN_CHECK, STORE_LEASE,
+    /* STORE_SUB_FETCH, STORE_DEACTIVATE, STORE_DRAIN, STORE_LEASE,
      * STORE_ENDPOINT_STATES: ids */
     bool release; /* STORE_LEASE: release instead of renew */
     /* STORE_OUTCOME */
@@ -80,7 +81,7 @@ typedef struct store_op {
     char *last_error;
     char **ids;
     int n_ids;
-    uint8_t *empty;           /* STORE_DRAIN_CHECK result, one per id */
+    uint8_t *empty;           /* STORE_DRAIN result, one per id */
     greylist_row_t *states;   /* STORE_ENDPOINT_STATES: one per id */
     bool full;                /* STORE_ENDPOINT_STATES: every failing endpoint (after connect) */
     /* STORE_ENDPOINT */
@@ -91,8 +92,8 @@ typedef struct store_op {
     int status;
     char error[256];
     greylist_row_t row; /* result */
-    /* STORE_CLAIM */
-    int limit;
+    /* STORE_CLAIM, STORE_DRAIN */
+    int limit;       /* jobs (STORE_DRAIN: per endpoint) */
     wjob_t *claimed; /* result: list via next, in release order; probes first */
 } store_op_t;
 

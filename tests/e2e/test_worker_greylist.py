@@ -144,4 +144,42 @@ def test_hanging_endpoint_does_not_hold_up_a_healthy_one(db, kafka, services, re
     states = finished_states(db)
     assert not any(j["id"] in states for j in jobs if j["subscription_id"] == bad["id"])
     assert [r["headers"]["webhook-id"] for r in healthy.snapshot()] == good_ids
-    assert metric(worker.metrics(), "hookd_requests_in_flight") == 1
+    m = worker.metrics()
+    assert metric(m, "hookd_requests_in_flight") == 1
+    # the stalled endpoint keeps a few jobs in memory, the rest wait in PostgreSQL
+    wait_for(lambda: db.scalar("SELECT count(*) FROM parked_jobs WHERE endpoint_id = %s",
+                               (bad["endpoint_id"],)) >= 149 - 16, timeout=20,
+             message="the dead endpoint's jobs parked")
+    assert metric(worker.metrics(), "hookd_jobs_held") <= 17
+
+
+def test_stalled_endpoint_parks_its_queue_and_drains_it_in_order(db, kafka, services, receiver):
+    db.migrate()
+    sub = insert_subscription(db, receiver.url(), batch=False)
+    first = []
+
+    def slow_first(req):
+        if not first:
+            first.append(req)
+            time.sleep(2.5)  # longer than the stall threshold (1 s)
+        return None
+
+    receiver.responder = slow_first
+    worker = start_worker(services)
+    jobs = [make_job(sub, "evt_%03d" % i) for i in range(120)]
+    produce_jobs(kafka, jobs)
+    wait_for(lambda: any(r.get("msg") == "endpoint_stalled" for r in worker.log_records()),
+             timeout=20, message="the endpoint to stall")
+    wait_finished(db, [j["id"] for j in jobs], "delivered", timeout=60)
+    sent = [r["headers"]["webhook-id"] for r in receiver.snapshot()]
+    assert sent == [j["id"] for j in jobs]  # each once, in order, through PostgreSQL and back
+    assert db.scalar("SELECT count(*) FROM parked_jobs") == 0
+    wait_for(lambda: any(r.get("msg") == "endpoint_drained" for r in worker.log_records()),
+             timeout=20, message="the endpoint to be drained")
+    parked = db.scalar("SELECT count(*) FROM deliveries WHERE outcome = 'parked'")
+    assert parked >= 120 - 1 - 16
+    # afterwards new jobs go straight to the receiver again
+    more = [make_job(sub, "evt_more_%d" % i) for i in range(5)]
+    produce_jobs(kafka, more)
+    wait_finished(db, [j["id"] for j in more], "delivered")
+    assert db.scalar("SELECT count(*) FROM deliveries WHERE outcome = 'parked'") == parked
