@@ -214,8 +214,17 @@ static void test_queue_surgery_and_gc(void **state)
     assert_ptr_equal(ep->tail, j1);
     assert_int_equal(ep->queued, 3);
     assert_int_equal(batcher_queued(b), 3);
+    wjob_t *rest = batcher_take_after(ep, 1); /* keep j2 */
+    assert_ptr_equal(rest, j3);
+    assert_ptr_equal(j3->next, j1);
+    assert_ptr_equal(ep->tail, j2);
+    assert_int_equal(ep->queued, 1);
+    assert_int_equal(ep->queued_bytes, 2);
+    assert_null(batcher_take_after(ep, 1));
+    batcher_requeue_front(b, ep, rest); /* j3 j1 j2 */
+    assert_int_equal(ep->queued, 3);
     wjob_t *all = batcher_take_all(ep);
-    assert_ptr_equal(all, j2);
+    assert_ptr_equal(all, j3);
     assert_int_equal(batcher_queued(b), 0);
     free(j1);
     free(j2);
