@@ -60,6 +60,7 @@ typedef struct part {
     offsets_t *offsets;
     int64_t commit_sent; /* last offset committed or in a commit request; -1: none */
     int64_t next_offset; /* one past the last consumed offset; -1: none yet */
+    long n_consumed;     /* not yet added to m_consumed (see flush_counters) */
     metric_t *m_consumed, *m_lag;
 } part_t;
 
@@ -109,6 +110,10 @@ struct pipeline {
     int health_subs, health_catalog; /* last reported state, -1 unknown */
     int64_t log_reject_ms, log_produce_ms, log_kafka_ms, log_commit_ms, log_consume_ms;
     long suppressed_rejects;
+    long st_sleeps, st_timeouts, st_loops;
+    /* hot-path counts, added to their metrics once per loop turn */
+    long n_matched, n_unmatched, n_jobs, n_dead_letters;
+    int64_t st_slept_us;
 
     metric_t *m_rejected[EVENT_ERR__COUNT];
     metric_t *m_matched, *m_unmatched, *m_jobs, *m_dead_letters, *m_pending, *m_paused;
@@ -123,6 +128,29 @@ static bool log_gate(int64_t *last_ms)
     if (now - *last_ms < LOG_EVERY_MS) return false;
     *last_ms = now;
     return true;
+}
+
+static void flush_part_counters(part_t *pt)
+{
+    if (pt->n_consumed) metric_add(pt->m_consumed, (double)pt->n_consumed);
+    pt->n_consumed = 0;
+}
+
+/* Adds the hot-path counts to their metrics (cheaper than an atomic
+ * update per event). */
+static void flush_counters(pipeline_t *p)
+{
+    for (int i = 0; i < p->n_slots; i++) flush_part_counters(p->slots[i]);
+#define FLUSH(n, m)                                                                                \
+    do {                                                                                           \
+        if (n) metric_add(m, (double)(n));                                                         \
+        (n) = 0;                                                                                   \
+    } while (0)
+    FLUSH(p->n_matched, p->m_matched);
+    FLUSH(p->n_unmatched, p->m_unmatched);
+    FLUSH(p->n_jobs, p->m_jobs);
+    FLUSH(p->n_dead_letters, p->m_dead_letters);
+#undef FLUSH
 }
 
 /* ---------------------------------------------------------------- partitions */
@@ -189,6 +217,7 @@ static part_t *part_add(pipeline_t *p, const char *topic, int32_t partition)
 
 static void part_remove(pipeline_t *p, part_t *pt)
 {
+    flush_part_counters(pt);
     offsets_free(pt->offsets);
     pt->offsets = NULL;
     pt->used = false;
@@ -393,7 +422,8 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     part_t *pt = tag_part(p, tag, &seq);
     (void)rk;
     if (!m->err) {
-        metric_inc(m->rkt == p->dlq_rkt ? p->m_dead_letters : p->m_jobs);
+        if (m->rkt == p->dlq_rkt) p->n_dead_letters++;
+        else p->n_jobs++;
         ack(p, pt, seq);
         return;
     }
@@ -497,7 +527,7 @@ static void handle_message(pipeline_t *p, const rd_kafka_message_t *m)
     }
     part_t *pt = part_of(p, m);
     if (!pt) return; /* not (or no longer) ours: its owner consumes it */
-    metric_inc(pt->m_consumed);
+    pt->n_consumed++;
     if (m->offset < pt->next_offset) { /* delivered again by the client: already handled */
         log_debug("duplicate_message_skipped source=%s/%d/%lld", pt->topic, (int)pt->partition,
                   (long long)m->offset);
@@ -531,10 +561,10 @@ static void handle_message(pipeline_t *p, const rd_kafka_message_t *m)
             ev->occurred_at_ms = ts > 0 ? ts : hookd_now_ms();
         }
         if (matcher_match(p->matcher, ev, &p->hits) > 0) {
-            metric_inc(p->m_matched);
+            p->n_matched++;
             publish_jobs(p, pt, seq, ev);
         } else {
-            metric_inc(p->m_unmatched);
+            p->n_unmatched++;
         }
     }
     offsets_release(pt->offsets, seq); /* the guard: everything for it is produced */
@@ -783,12 +813,16 @@ static void shutdown_pipeline(pipeline_t *p)
     int64_t budget = p->cfg->shutdown_timeout_s * 1000;
     int64_t deadline = hookd_mono_ms() + budget * 3 / 4;
     p->drain_deadline_ms = deadline;
-    log_info("pipeline_stopping pending_jobs=%lld", (long long)p->pending);
+    log_info("pipeline_stopping pending_jobs=%lld loops=%ld sleeps=%ld timeouts=%ld slept_ms=%lld",
+             (long long)p->pending, p->st_loops, p->st_sleeps, p->st_timeouts,
+             (long long)(p->st_slept_us / 1000));
     while ((p->pending > 0 || p->retries) && hookd_mono_ms() < deadline &&
            !atomic_load(&p->failed)) {
         rd_kafka_poll(p->producer, 20);
         run_retries(p, false);
     }
+    flush_counters(p);
+    metric_set(p->m_pending, (double)p->pending);
     if (p->pending > 0)
         log_warn("shutdown_unacknowledged jobs=%lld action=republish_after_restart",
                  (long long)p->pending);
@@ -821,6 +855,7 @@ static void *run(void *arg)
     int64_t next_commit = now + p->cfg->commit_interval_ms, next_house = now,
             next_lag = now + LAG_EVERY_MS;
     while (!atomic_load(&p->stop)) {
+        p->st_loops++;
         drain_wake(p);
         /* consume what is there, one message at a time (librdkafka 2.0's
          * batch API can skip offsets around pause/resume) */
@@ -841,6 +876,7 @@ static void *run(void *arg)
         run_retries(p, false);
         backpressure(p);
         metric_set(p->m_pending, (double)p->pending);
+        flush_counters(p);
 
         now = hookd_mono_ms();
         if (now >= next_commit) {
@@ -862,7 +898,11 @@ static void *run(void *arg)
         if (p->retries && wait > RETRY_DELAY_MS / 5) wait = RETRY_DELAY_MS / 5;
         if (wait < 0) wait = 0;
         struct pollfd pfd = {.fd = p->wake[0], .events = POLLIN};
-        poll(&pfd, 1, (int)wait);
+        int64_t s0 = hookd_mono_us();
+        int pr = poll(&pfd, 1, (int)wait);
+        p->st_sleeps++;
+        p->st_slept_us += hookd_mono_us() - s0;
+        if (pr == 0) p->st_timeouts++;
     }
     shutdown_pipeline(p);
 out:
@@ -898,7 +938,13 @@ static rd_kafka_t *new_consumer(pipeline_t *p, char *err, size_t err_size)
         set_default(conf, cfg, "partition.assignment.strategy", "cooperative-sticky", err,
                     err_size) < 0 ||
         set_default(conf, cfg, "enable.partition.eof", "false", err, err_size) < 0 ||
-        set_default(conf, cfg, "fetch.wait.max.ms", "100", err, err_size) < 0) {
+        set_default(conf, cfg, "fetch.wait.max.ms", "100", err, err_size) < 0 ||
+        /* librdkafka 2.0 stops fetching every partition once the (single,
+         * shared) consumer queue holds queued.min.messages and only looks
+         * again after a timeout: with the default 100000 a consumer that does
+         * real work per message idles half the time. Prefetch stays bounded
+         * by queued.max.messages.kbytes (64 MiB). */
+        set_default(conf, cfg, "queued.min.messages", "1000000", err, err_size) < 0) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
@@ -938,7 +984,7 @@ static rd_kafka_t *new_producer(pipeline_t *p, char *err, size_t err_size)
         set_default(conf, cfg, "message.max.bytes", max_msg, err, err_size) < 0 ||
         set_default(conf, cfg, "queue.buffering.max.messages", max_queue, err, err_size) < 0 ||
         set_default(conf, cfg, "queue.buffering.max.kbytes", "2097151", err, err_size) < 0 ||
-        set_default(conf, cfg, "linger.ms", "5", err, err_size) < 0 ||
+        set_default(conf, cfg, "linger.ms", "10", err, err_size) < 0 ||
         set_default(conf, cfg, "batch.num.messages", "10000", err, err_size) < 0) {
         rd_kafka_conf_destroy(conf);
         return NULL;
