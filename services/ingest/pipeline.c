@@ -52,6 +52,7 @@
  * so delivery reports for a revoked partition are recognised as stale. */
 typedef struct part {
     bool used;
+    bool own_output; /* the jobs or dead-letter topic (a ^regex matched it): skipped */
     uint8_t gen;
     int slot;
     char topic[256];
@@ -199,6 +200,11 @@ static part_t *part_add(pipeline_t *p, const char *topic, int32_t partition)
         p->slots[p->n_slots++] = pt;
     }
     pt->used = true;
+    pt->own_output = strcmp(topic, p->cfg->jobs_topic) == 0 || strcmp(topic, p->cfg->dlq_topic) == 0;
+    if (pt->own_output)
+        log_warn("own_topic_skipped topic=%s partition=%d reason=\"HOOKD_INGEST_TOPICS matches the "
+                 "jobs or dead-letter topic; its messages are not events\"",
+                 topic, (int)partition);
     snprintf(pt->topic, sizeof(pt->topic), "%s", topic);
     pt->partition = partition;
     pt->rkt = NULL;
@@ -535,6 +541,10 @@ static void handle_message(pipeline_t *p, const rd_kafka_message_t *m)
     }
     pt->next_offset = m->offset + 1;
     uint64_t seq = offsets_begin(pt->offsets, m->offset);
+    if (pt->own_output) { /* never re-ingest our own jobs or dead letters */
+        offsets_release(pt->offsets, seq);
+        return;
+    }
 
     size_t nh = 0;
     rd_kafka_headers_t *hdrs = NULL;

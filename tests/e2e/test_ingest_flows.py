@@ -351,3 +351,30 @@ def test_accept_unknown_types_when_configured(services, db, kafka):
     send(kafka, [ev])
     (job,) = wait_jobs(kafka, lambda j: j["event_id"] == ev["id"], 1)
     assert job["type"] == "gizmo/exploded"
+
+
+def test_topic_regex_and_own_topics_skipped(services, db, kafka):
+    """HOOKD_INGEST_TOPICS as a ^regex: every matching topic is consumed, but
+    never ingest's own jobs and dead-letter topics (that would loop)."""
+    kafka.create_topic("hookd.events.eu", 2)
+    sub = add_subscription(db, "rx_1", ["client/created"])
+    ingest = start_ingest(services, HOOKD_INGEST_TOPICS=r"^hookd\..*")
+    wait_subscriptions(ingest, 1)
+    good = event("client/created", "rx_1")
+    pos_eu = send(kafka, [good], topic="hookd.events.eu")
+    pos_bad = send(kafka, [(b"k", b"not json")])
+    wait_processed(kafka, pos_eu, topic="hookd.events.eu")
+    wait_processed(kafka, pos_bad)
+    (job,) = wait_jobs(kafka, lambda j: j["event_id"] == good["id"], 1)
+    assert job["subscription_id"] == sub["id"]
+    # the job and the dead letter were consumed back (own topics) but not ingested
+    wait_for(lambda: metric(ingest.metrics(), "hookd_events_consumed_total",
+                            topic="hookd.events.dlq") == 1, timeout=15,
+             message="the dead-letter topic to be read (and skipped)")
+    wait_for(lambda: metric(ingest.metrics(), "hookd_events_consumed_total",
+                            topic="hookd.deliveries") == 1, timeout=15,
+             message="the jobs topic to be read (and skipped)")
+    assert len(dead_letters(kafka)) == 1
+    assert len(jobs(kafka)) == 1
+    assert metric(ingest.metrics(), "hookd_events_rejected_total") == 1
+    assert any(r.get("msg") == "own_topic_skipped" for r in ingest.log_records())
