@@ -54,14 +54,13 @@ catalog_t *catalog_new(void)
     catalog_t *c = calloc(1, sizeof(*c));
     if (!c) abort();
     pthread_mutex_init(&c->lock, NULL);
-    c->m_types = metrics_gauge("hookd_catalog_event_types", "Event types in the in-memory catalog",
-                               NULL);
+    c->m_types =
+        metrics_gauge("hookd_catalog_event_types", "Event types in the in-memory catalog", NULL);
     return c;
 }
 
 void catalog_set(catalog_t *c, const char *const *types, size_t n_types,
-                 const char *const *alias_names, const char *const *alias_targets,
-                 size_t n_aliases)
+                 const char *const *alias_names, const char *const *alias_targets, size_t n_aliases)
 {
     snapshot_t *s = calloc(1, sizeof(*s));
     if (!s) abort();

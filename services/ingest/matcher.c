@@ -191,7 +191,8 @@ static msub_t *msub_from_record(const sub_record_t *r)
             continue;
         }
         bool dup = false;
-        for (int j = 0; j < n && !dup; j++) dup = strcmp(norm[j], norm[n]) == 0;
+        for (int j = 0; j < n && !dup; j++)
+            dup = strcmp(norm[j], norm[n]) == 0;
         if (!dup) n++;
     }
     if (n == 0) return NULL;
@@ -202,10 +203,12 @@ static msub_t *msub_from_record(const sub_record_t *r)
         log_warn("subscription_ignored id=%.64s reason=\"id too long\"", r->id);
         return NULL;
     }
-    size_t size = sizeof(msub_t) + (size_t)(n + ns) * sizeof(char *) + id_len + owner_len +
-                  ep_len + 3;
-    for (int i = 0; i < n; i++) size += strlen(norm[i]) + 1;
-    for (int i = 0; i < ns; i++) size += strlen(r->statuses[i] ? r->statuses[i] : "") + 1;
+    size_t size =
+        sizeof(msub_t) + (size_t)(n + ns) * sizeof(char *) + id_len + owner_len + ep_len + 3;
+    for (int i = 0; i < n; i++)
+        size += strlen(norm[i]) + 1;
+    for (int i = 0; i < ns; i++)
+        size += strlen(r->statuses[i] ? r->statuses[i] : "") + 1;
     msub_t *s = malloc(size);
     if (!s) abort();
     s->patterns = (const char **)(s + 1);
@@ -221,7 +224,8 @@ static msub_t *msub_from_record(const sub_record_t *r)
     COPY_STR(s->id, r->id, id_len);
     COPY_STR(s->owner, r->owner_id, owner_len);
     COPY_STR(s->endpoint_id, r->endpoint_id ? r->endpoint_id : "", ep_len);
-    for (int i = 0; i < n; i++) COPY_STR(s->patterns[i], norm[i], strlen(norm[i]));
+    for (int i = 0; i < n; i++)
+        COPY_STR(s->patterns[i], norm[i], strlen(norm[i]));
     for (int i = 0; i < ns; i++) {
         const char *st = r->statuses[i] ? r->statuses[i] : "";
         COPY_STR(s->statuses[i], st, strlen(st));
@@ -234,7 +238,7 @@ static msub_t *msub_from_record(const sub_record_t *r)
     s->n_patterns = n;
     s->n_statuses = ns;
     s->mode = (unsigned)r->payload_mode <= PAYLOAD_EXTENDED ? (payload_mode_t)r->payload_mode
-                                                              : PAYLOAD_FULL;
+                                                            : PAYLOAD_FULL;
     return s;
 }
 
@@ -361,7 +365,8 @@ static bool status_ok(const msub_t *s, const event_t *ev)
     return false;
 }
 
-static void add_hits(const plist_t *pl, const event_t *ev, matcher_result_t *out, size_t scope_start)
+static void add_hits(const plist_t *pl, const event_t *ev, matcher_result_t *out,
+                     size_t scope_start)
 {
     for (uint32_t i = 0; i < pl->n; i++) {
         const msub_t *s = pl->subs[i];
@@ -369,7 +374,8 @@ static void add_hits(const plist_t *pl, const event_t *ev, matcher_result_t *out
         if (s->n_patterns > 1) {
             /* it may already have matched through another of its patterns */
             bool seen = false;
-            for (size_t j = scope_start; j < out->n && !seen; j++) seen = out->hits[j].ref == s;
+            for (size_t j = scope_start; j < out->n && !seen; j++)
+                seen = out->hits[j].ref == s;
             if (seen) continue;
         }
         if (out->n == out->cap) {

@@ -41,7 +41,8 @@ static void grow(offsets_t *o)
     size_t ncap = o->cap * 2;
     entry_t *n = malloc(ncap * sizeof(*n));
     if (!n) abort();
-    for (uint64_t s = o->head; s < o->tail; s++) n[s & (ncap - 1)] = o->ring[s & (o->cap - 1)];
+    for (uint64_t s = o->head; s < o->tail; s++)
+        n[s & (ncap - 1)] = o->ring[s & (o->cap - 1)];
     free(o->ring);
     o->ring = n;
     o->cap = ncap;

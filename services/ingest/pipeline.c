@@ -33,13 +33,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#define PIPE_BATCH 2048       /* messages consumed per loop turn at most */
-#define PIPE_MAX_HEADERS 64   /* Kafka headers passed to event_parse */
-#define HOUSEKEEPING_MS 250   /* health, gauges, back-pressure */
-#define LAG_EVERY_MS 1000     /* consumer lag gauges */
-#define RETRY_DELAY_MS 500    /* before re-producing a message the broker refused */
-#define REVOKE_DRAIN_MS 5000  /* wait for acks of revoked partitions at most this long */
-#define LOG_EVERY_MS 1000     /* rate limit of repetitive warnings */
+#define PIPE_BATCH 2048      /* messages consumed per loop turn at most */
+#define PIPE_MAX_HEADERS 64  /* Kafka headers passed to event_parse */
+#define HOUSEKEEPING_MS 250  /* health, gauges, back-pressure */
+#define LAG_EVERY_MS 1000    /* consumer lag gauges */
+#define RETRY_DELAY_MS 500   /* before re-producing a message the broker refused */
+#define REVOKE_DRAIN_MS 5000 /* wait for acks of revoked partitions at most this long */
+#define LOG_EVERY_MS 1000    /* rate limit of repetitive warnings */
 
 /* A produced message's opaque: slot (16 bits) | slot generation (8) |
  * low 40 bits of the source message's sequence number in its partition. */
@@ -141,7 +141,8 @@ static void flush_part_counters(part_t *pt)
  * update per event). */
 static void flush_counters(pipeline_t *p)
 {
-    for (int i = 0; i < p->n_slots; i++) flush_part_counters(p->slots[i]);
+    for (int i = 0; i < p->n_slots; i++)
+        flush_part_counters(p->slots[i]);
 #define FLUSH(n, m)                                                                                \
     do {                                                                                           \
         if (n) metric_add(m, (double)(n));                                                         \
@@ -200,7 +201,8 @@ static part_t *part_add(pipeline_t *p, const char *topic, int32_t partition)
         p->slots[p->n_slots++] = pt;
     }
     pt->used = true;
-    pt->own_output = strcmp(topic, p->cfg->jobs_topic) == 0 || strcmp(topic, p->cfg->dlq_topic) == 0;
+    pt->own_output =
+        strcmp(topic, p->cfg->jobs_topic) == 0 || strcmp(topic, p->cfg->dlq_topic) == 0;
     if (pt->own_output)
         log_warn("own_topic_skipped topic=%s partition=%d reason=\"HOOKD_INGEST_TOPICS matches the "
                  "jobs or dead-letter topic; its messages are not events\"",
@@ -283,9 +285,9 @@ static void ack(pipeline_t *p, part_t *pt, uint64_t seq)
 /* A message too large for the producer or the broker. A dead letter is sent
  * again with its value cut to DLQ_TRUNCATED_BYTES (then empty); a job is
  * dead-lettered itself (reason too_large). Takes 'hdrs'. */
-static void handle_too_large(pipeline_t *p, rd_kafka_topic_t *rkt, const void *key,
-                             size_t key_len, const void *value, size_t len,
-                             rd_kafka_headers_t *hdrs, uint64_t tag, const char *why)
+static void handle_too_large(pipeline_t *p, rd_kafka_topic_t *rkt, const void *key, size_t key_len,
+                             const void *value, size_t len, rd_kafka_headers_t *hdrs, uint64_t tag,
+                             const char *why)
 {
     uint64_t seq = 0;
     part_t *pt = tag_part(p, tag, &seq);
@@ -319,30 +321,29 @@ static void handle_too_large(pipeline_t *p, rd_kafka_topic_t *rkt, const void *k
     log_error("job_dead_lettered source=%s/%d/%lld error=\"%s\"", pt->topic, (int)pt->partition,
               (long long)offsets_offset_of(pt->offsets, seq), msg);
     metric_inc(p->m_rejected[EVENT_ERR_TOO_LARGE]);
-    rd_kafka_headers_t *h = dlq_headers(NULL, event_error_name(EVENT_ERR_TOO_LARGE), msg,
-                                        pt->topic, pt->partition,
-                                        offsets_offset_of(pt->offsets, seq));
+    rd_kafka_headers_t *h = dlq_headers(NULL, event_error_name(EVENT_ERR_TOO_LARGE), msg, pt->topic,
+                                        pt->partition, offsets_offset_of(pt->offsets, seq));
     retry_push(p, p->dlq_rkt, key, key_len, value, len, h, tag, 0);
 }
 
 /* Hands one message to librdkafka; on a refusal it goes to the retry list.
  * Takes 'hdrs'. Never drops: the message's hold stays until acknowledged. */
 static void send_msg(pipeline_t *p, rd_kafka_topic_t *rkt, const void *key, size_t key_len,
-                 const void *value, size_t len, rd_kafka_headers_t *hdrs, uint64_t tag)
+                     const void *value, size_t len, rd_kafka_headers_t *hdrs, uint64_t tag)
 {
     for (;;) {
         rd_kafka_resp_err_t err;
         if (hdrs)
             err = rd_kafka_producev(p->producer, RD_KAFKA_V_RKT(rkt),
                                     RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                    RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE((void *)value, len),
-                                    RD_KAFKA_V_HEADERS(hdrs),
+                                    RD_KAFKA_V_KEY(key, key_len),
+                                    RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_HEADERS(hdrs),
                                     RD_KAFKA_V_OPAQUE((void *)(uintptr_t)tag), RD_KAFKA_V_END);
         else
-            err = rd_kafka_producev(p->producer, RD_KAFKA_V_RKT(rkt),
-                                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                    RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE((void *)value, len),
-                                    RD_KAFKA_V_OPAQUE((void *)(uintptr_t)tag), RD_KAFKA_V_END);
+            err = rd_kafka_producev(
+                p->producer, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE((void *)value, len),
+                RD_KAFKA_V_OPAQUE((void *)(uintptr_t)tag), RD_KAFKA_V_END);
         if (!err) return; /* hdrs now owned by librdkafka */
         if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL && !atomic_load(&p->failed) &&
             !(p->drain_deadline_ms && hookd_mono_ms() > p->drain_deadline_ms)) {
@@ -428,8 +429,10 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     part_t *pt = tag_part(p, tag, &seq);
     (void)rk;
     if (!m->err) {
-        if (m->rkt == p->dlq_rkt) p->n_dead_letters++;
-        else p->n_jobs++;
+        if (m->rkt == p->dlq_rkt)
+            p->n_dead_letters++;
+        else
+            p->n_jobs++;
         ack(p, pt, seq);
         return;
     }
@@ -643,15 +646,16 @@ static void set_paused(pipeline_t *p, bool pause)
     rd_kafka_topic_partition_list_destroy(a);
     p->paused = pause;
     metric_set(p->m_paused, pause);
-    log_info("consumption_%s pending_jobs=%lld max_pending_jobs=%lld",
-             pause ? "paused" : "resumed", (long long)p->pending,
-             (long long)p->cfg->max_pending_jobs);
+    log_info("consumption_%s pending_jobs=%lld max_pending_jobs=%lld", pause ? "paused" : "resumed",
+             (long long)p->pending, (long long)p->cfg->max_pending_jobs);
 }
 
 static void backpressure(pipeline_t *p)
 {
-    if (!p->paused && p->pending >= p->cfg->max_pending_jobs) set_paused(p, true);
-    else if (p->paused && p->pending <= p->cfg->max_pending_jobs / 2) set_paused(p, false);
+    if (!p->paused && p->pending >= p->cfg->max_pending_jobs)
+        set_paused(p, true);
+    else if (p->paused && p->pending <= p->cfg->max_pending_jobs / 2)
+        set_paused(p, false);
 }
 
 /* Waits (serving delivery reports) until no message of the partitions in
@@ -696,8 +700,10 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             if (!part_add(p, parts->elems[i].topic, parts->elems[i].partition))
                 log_error("too_many_partitions topic=%s partition=%d", parts->elems[i].topic,
                           (int)parts->elems[i].partition);
-        if (cooperative) error = rd_kafka_incremental_assign(rk, parts);
-        else ret = rd_kafka_assign(rk, parts);
+        if (cooperative)
+            error = rd_kafka_incremental_assign(rk, parts);
+        else
+            ret = rd_kafka_assign(rk, parts);
         if (p->paused && parts->cnt) {
             rd_kafka_resp_err_t e2 = rd_kafka_pause_partitions(rk, parts);
             if (e2) log_warn("pause_failed error=\"%s\"", rd_kafka_err2str(e2));
@@ -713,8 +719,10 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             drain_parts(p, parts, deadline);
             commit_done(p, parts, true);
         }
-        if (cooperative) error = rd_kafka_incremental_unassign(rk, parts);
-        else ret = rd_kafka_assign(rk, NULL);
+        if (cooperative)
+            error = rd_kafka_incremental_unassign(rk, parts);
+        else
+            ret = rd_kafka_assign(rk, NULL);
         for (int i = 0; i < parts->cnt; i++) {
             part_t *pt = part_find(p, parts->elems[i].topic, parts->elems[i].partition);
             if (pt) part_remove(p, pt);
@@ -757,8 +765,10 @@ static void report_health(pipeline_t *p)
         "loading", "stale: PostgreSQL unreachable, matching on the cached copy", "ok"};
     if (subs != p->health_subs) {
         health_set(p->ing->health, "subscriptions", subs == 2, detail[subs]);
-        if (subs == 1) log_warn("subscriptions_stale action=match_on_cache");
-        else if (subs == 2 && p->health_subs == 1) log_info("subscriptions_live");
+        if (subs == 1)
+            log_warn("subscriptions_stale action=match_on_cache");
+        else if (subs == 2 && p->health_subs == 1)
+            log_info("subscriptions_live");
         p->health_subs = subs;
     }
     if (cat != p->health_catalog) {
@@ -871,8 +881,7 @@ static void *run(void *arg)
          * batch API can skip offsets around pause/resume) */
         int n = 0;
         bool drained = false; /* the consumer queue was seen empty */
-        while (n < PIPE_BATCH && !atomic_load(&p->stop) &&
-               p->pending < p->cfg->max_pending_jobs) {
+        while (n < PIPE_BATCH && !atomic_load(&p->stop) && p->pending < p->cfg->max_pending_jobs) {
             rd_kafka_message_t *m = rd_kafka_consumer_poll(p->consumer, 0);
             if (!m) {
                 drained = true;
@@ -1012,9 +1021,9 @@ static void register_metrics(pipeline_t *p)
     for (int e = 1; e < EVENT_ERR__COUNT; e++) {
         char labels[64];
         snprintf(labels, sizeof(labels), "reason=\"%s\"", event_error_name((event_error_t)e));
-        p->m_rejected[e] = metrics_counter("hookd_events_rejected_total",
-                                           "Events sent to the dead-letter topic, by reason",
-                                           labels);
+        p->m_rejected[e] =
+            metrics_counter("hookd_events_rejected_total",
+                            "Events sent to the dead-letter topic, by reason", labels);
     }
     p->m_matched = metrics_counter("hookd_events_matched_total",
                                    "Valid events that matched at least one subscription", NULL);
@@ -1032,12 +1041,12 @@ static void register_metrics(pipeline_t *p)
                                  "Jobs and dead letters produced but not yet acknowledged", NULL);
     p->m_paused = metrics_gauge("hookd_consumer_paused",
                                 "1 while consumption is paused by back-pressure", NULL);
-    p->m_commits_ok = metrics_counter("hookd_offset_commits_total",
-                                      "Offset commits of the event topics, by result",
-                                      "result=\"ok\"");
-    p->m_commits_err = metrics_counter("hookd_offset_commits_total",
-                                       "Offset commits of the event topics, by result",
-                                       "result=\"error\"");
+    p->m_commits_ok =
+        metrics_counter("hookd_offset_commits_total",
+                        "Offset commits of the event topics, by result", "result=\"ok\"");
+    p->m_commits_err =
+        metrics_counter("hookd_offset_commits_total",
+                        "Offset commits of the event topics, by result", "result=\"error\"");
     p->m_retries = metrics_counter("hookd_produce_retries_total",
                                    "Jobs and dead letters produced again after a failure", NULL);
     p->m_subs = metrics_gauge("hookd_matcher_subscriptions",
@@ -1117,8 +1126,8 @@ pipeline_t *pipeline_start(ingest_t *ing, char *err, size_t err_size)
     rd_kafka_queue_io_event_enable(p->pq, p->wake[1], "p", 1);
 
     p->matcher = matcher_new();
-    p->catalog = catalog_start(p->cfg->database_url, "hookd-ingest-catalog",
-                               p->cfg->matcher_reload_s);
+    p->catalog =
+        catalog_start(p->cfg->database_url, "hookd-ingest-catalog", p->cfg->matcher_reload_s);
     if (!p->catalog) {
         snprintf(err, err_size, "cannot start the catalog thread");
         goto fail;

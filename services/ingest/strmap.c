@@ -55,7 +55,8 @@ static void grow(strmap_t *m)
         strmap_entry_t *e = &m->slots[i];
         if (!e->hash) continue;
         size_t j = e->hash & (ncap - 1);
-        while (ns[j].hash) j = (j + 1) & (ncap - 1);
+        while (ns[j].hash)
+            j = (j + 1) & (ncap - 1);
         ns[j] = *e;
     }
     free(m->slots);

@@ -55,8 +55,10 @@ int main(int argc, char **argv)
         memset(&r, 0, sizeof(r));
         snprintf(id, sizeof(id), "%024x", i);
         bool dir = i % 50 == 0; /* 2% directory subscriptions */
-        if (dir) snprintf(owner, sizeof(owner), "dir_%d", RND(n_dirs));
-        else snprintf(owner, sizeof(owner), "acct_%d", i % n_accounts);
+        if (dir)
+            snprintf(owner, sizeof(owner), "dir_%d", RND(n_dirs));
+        else
+            snprintf(owner, sizeof(owner), "acct_%d", i % n_accounts);
         snprintf(ep, sizeof(ep), "ep_%024x", i);
         int np = 1 + (RND(10) == 0) + (RND(20) == 0); /* mostly one pattern */
         for (int k = 0; k < np; k++) {
@@ -99,12 +101,14 @@ int main(int argc, char **argv)
         snprintf(ev->account, sizeof(ev->account), "acct_%d", RND(n_accounts));
         if (RND(4) == 0) snprintf(ev->directory, sizeof(ev->directory), "dir_%d", RND(n_dirs));
         if (RND(2) == 0)
-            snprintf(ev->status, sizeof(ev->status), "%s", statuses[RND(HOOKD_ARRAY_LEN(statuses))]);
+            snprintf(ev->status, sizeof(ev->status), "%s",
+                     statuses[RND(HOOKD_ARRAY_LEN(statuses))]);
     }
 
     matcher_result_t res = {0};
     long hits = 0, matched = 0;
-    for (int i = 0; i < N_EVENTS_POOL; i++) matcher_match(m, &pool[i], &res); /* warm up */
+    for (int i = 0; i < N_EVENTS_POOL; i++)
+        matcher_match(m, &pool[i], &res); /* warm up */
     t0 = hookd_mono_us();
     for (long i = 0; i < n_events; i++) {
         size_t n = matcher_match(m, &pool[i & (N_EVENTS_POOL - 1)], &res);

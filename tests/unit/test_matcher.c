@@ -35,8 +35,10 @@ static void upsert(matcher_t *m, const spec_t *s)
     r.directory = s->directory;
     r.owner_id = s->owner;
     r.event_types = s->types;
-    while (r.n_event_types < 8 && s->types[r.n_event_types]) r.n_event_types++;
-    while (r.n_statuses < 8 && s->statuses[r.n_statuses]) r.n_statuses++;
+    while (r.n_event_types < 8 && s->types[r.n_event_types])
+        r.n_event_types++;
+    while (r.n_statuses < 8 && s->statuses[r.n_statuses])
+        r.n_statuses++;
     r.statuses = r.n_statuses ? s->statuses : NULL;
     r.payload_mode = s->mode;
     r.active = !s->inactive;
@@ -68,7 +70,8 @@ static char *match_ids(matcher_t *m, const event_t *ev)
     matcher_match(m, ev, &r);
     const char *ids[256];
     size_t n = r.n < 256 ? r.n : 256;
-    for (size_t i = 0; i < n; i++) ids[i] = r.hits[i].sub_id;
+    for (size_t i = 0; i < n; i++)
+        ids[i] = r.hits[i].sub_id;
     for (size_t i = 1; i < n; i++)
         for (size_t j = i; j > 0 && strcmp(ids[j - 1], ids[j]) > 0; j--) {
             const char *t = ids[j];
@@ -142,10 +145,12 @@ static void test_patterns(void **state)
     upsert(m, &(spec_t){"exact", false, "a", {"appointment/created"}, {NULL}, 0, false});
     upsert(m, &(spec_t){"entity", false, "a", {"appointment/*"}, {NULL}, 0, false});
     upsert(m, &(spec_t){"all", false, "a", {"*"}, {NULL}, 0, false});
-    upsert(m, &(spec_t){"multi", false, "a", {"appointment/created", "appointment/*", "*"},
-                        {NULL}, 0, false});
-    upsert(m, &(spec_t){"both", false, "a", {"coupon/created", "coupon/updated"}, {NULL}, 0,
-                        false});
+    upsert(
+        m,
+        &(spec_t){
+            "multi", false, "a", {"appointment/created", "appointment/*", "*"}, {NULL}, 0, false});
+    upsert(m,
+           &(spec_t){"both", false, "a", {"coupon/created", "coupon/updated"}, {NULL}, 0, false});
     assert_string_equal(match_of(m, "appointment/created", "a", NULL, NULL),
                         "all,entity,exact,multi");
     assert_string_equal(match_of(m, "appointment/deleted", "a", NULL, NULL), "all,entity,multi");
@@ -165,8 +170,10 @@ static void test_pattern_normalisation(void **state)
 {
     (void)state;
     matcher_t *m = matcher_new();
-    upsert(m, &(spec_t){"s", false, "a", {"client.create", "client/update", "bad pattern"}, {NULL},
-                        0, false});
+    upsert(
+        m,
+        &(spec_t){
+            "s", false, "a", {"client.create", "client/update", "bad pattern"}, {NULL}, 0, false});
     upsert(m, &(spec_t){"none", false, "a", {"not valid!"}, {NULL}, 0, false});
     assert_string_equal(match_of(m, "client/created", "a", NULL, NULL), "s");
     assert_string_equal(match_of(m, "client/updated", "a", NULL, NULL), "s");
@@ -252,11 +259,12 @@ static void test_full_load_swaps(void **state)
 #define R_SUBS 400
 #define R_OWNERS 12
 
-static const char *r_types[] = {"client/created", "client/updated", "appointment/created",
-                                "appointment/deleted", "pivot/event", "custom/hook"};
-static const char *r_patterns[] = {"client/created", "client/updated", "appointment/created",
-                                   "appointment/deleted", "pivot/event", "client/*",
-                                   "appointment/*", "*", "custom/hook"};
+static const char *r_types[] = {"client/created",      "client/updated", "appointment/created",
+                                "appointment/deleted", "pivot/event",    "custom/hook"};
+static const char *r_patterns[] = {
+    "client/created", "client/updated", "appointment/created", "appointment/deleted",
+    "pivot/event",    "client/*",       "appointment/*",       "*",
+    "custom/hook"};
 static const char *r_statuses[] = {"confirmed", "paid", "pending"};
 
 typedef struct {
@@ -298,8 +306,10 @@ static void rsub_upsert(matcher_t *m, int i, const rsub_t *s)
     sp.id = id;
     sp.directory = s->directory;
     sp.owner = owner;
-    for (int k = 0; k < s->n_pats; k++) sp.types[k] = r_patterns[s->pats[k]];
-    for (int k = 0; k < s->n_stats; k++) sp.statuses[k] = r_statuses[s->stats[k]];
+    for (int k = 0; k < s->n_pats; k++)
+        sp.types[k] = r_patterns[s->pats[k]];
+    for (int k = 0; k < s->n_stats; k++)
+        sp.statuses[k] = r_statuses[s->stats[k]];
     sp.inactive = !s->active;
     upsert(m, &sp);
 }
@@ -315,10 +325,13 @@ static void test_randomised_against_reference(void **state)
         int i = rand() % R_SUBS;
         int op = rand() % 10;
         if (op < 7) {
-            rsub_t s = {.present = true, .active = rand() % 8 != 0, .directory = rand() % 3 == 0,
+            rsub_t s = {.present = true,
+                        .active = rand() % 8 != 0,
+                        .directory = rand() % 3 == 0,
                         .owner = rand() % R_OWNERS};
             s.n_pats = 1 + rand() % 3;
-            for (int k = 0; k < s.n_pats; k++) s.pats[k] = rand() % (int)HOOKD_ARRAY_LEN(r_patterns);
+            for (int k = 0; k < s.n_pats; k++)
+                s.pats[k] = rand() % (int)HOOKD_ARRAY_LEN(r_patterns);
             s.n_stats = rand() % 3;
             for (int k = 0; k < s.n_stats; k++)
                 s.stats[k] = rand() % (int)HOOKD_ARRAY_LEN(r_statuses);
@@ -355,7 +368,8 @@ static void test_randomised_against_reference(void **state)
         }
     }
     size_t live = 0;
-    for (int k = 0; k < R_SUBS; k++) live += subs[k].present && subs[k].active;
+    for (int k = 0; k < R_SUBS; k++)
+        live += subs[k].present && subs[k].active;
     assert_int_equal(matcher_count(m), live);
     matcher_free(m);
 }
@@ -380,8 +394,8 @@ static void *writer(void *arg)
             upsert(c->m, &(spec_t){"keep", false, "a", {"*"}, {NULL}, 0, false});
             matcher_end_load(c->m, true);
         } else {
-            upsert(c->m, &(spec_t){id, false, "a", {"client/*", "client/created"}, {NULL}, 0,
-                                   false});
+            upsert(c->m,
+                   &(spec_t){id, false, "a", {"client/*", "client/created"}, {NULL}, 0, false});
         }
     }
     c->stop = 1;
@@ -401,7 +415,8 @@ static void test_concurrent_writer(void **state)
     while (!c.stop) {
         size_t n = matcher_match(c.m, &ev, &r);
         assert_true(n >= 1 && n <= 51);
-        for (size_t i = 0; i < n; i++) assert_true(r.hits[i].sub_id[0] != '\0');
+        for (size_t i = 0; i < n; i++)
+            assert_true(r.hits[i].sub_id[0] != '\0');
         rounds++;
     }
     pthread_join(t, NULL);

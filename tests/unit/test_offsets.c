@@ -103,9 +103,11 @@ static void test_ring_growth_and_seq_expand(void **state)
     }
     assert_int_equal(offsets_in_flight(o), N);
     /* sequence numbers travel truncated: expand them back */
-    for (int i = 0; i < N; i++) assert_int_equal(offsets_seq_expand(o, s[i] & 0x1fff, 13), s[i]);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(offsets_seq_expand(o, s[i] & 0x1fff, 13), s[i]);
     assert_int_equal(offsets_seq_expand(o, s[200] & ((1ULL << 40) - 1), 40), s[200]);
-    for (int i = N - 1; i >= 0; i--) offsets_release(o, s[i]);
+    for (int i = N - 1; i >= 0; i--)
+        offsets_release(o, s[i]);
     assert_int_equal(offsets_committable(o), N);
     free(s);
     offsets_free(o);
@@ -116,7 +118,8 @@ static void test_seq_expand_wraps(void **state)
     (void)state;
     offsets_t *o = offsets_new();
     /* move the head past a multiple of 2^8 and check 8-bit expansion */
-    for (int i = 0; i < 300; i++) offsets_release(o, offsets_begin(o, i));
+    for (int i = 0; i < 300; i++)
+        offsets_release(o, offsets_begin(o, i));
     uint64_t a = offsets_begin(o, 300); /* seq 300 */
     uint64_t b = offsets_begin(o, 301);
     assert_int_equal(offsets_seq_expand(o, a & 0xff, 8), a);
@@ -158,7 +161,8 @@ static void test_randomised(void **state)
             assert_true(offsets_release(o, (uint64_t)s));
             holds[s]--;
         }
-        while (prefix < consumed && holds[prefix] == 0) prefix++;
+        while (prefix < consumed && holds[prefix] == 0)
+            prefix++;
         int64_t expect = prefix == 0 ? -1 : offs[prefix - 1] + 1;
         assert_int_equal(offsets_committable(o), expect);
     }

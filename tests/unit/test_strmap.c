@@ -39,7 +39,8 @@ static void test_randomised(void **state)
     static int present[KEYS];
     strmap_t m;
     strmap_init(&m);
-    for (int i = 0; i < KEYS; i++) snprintf(keys[i], sizeof(keys[i]), "k%d", i);
+    for (int i = 0; i < KEYS; i++)
+        snprintf(keys[i], sizeof(keys[i]), "k%d", i);
     srand(99);
     size_t live = 0;
     for (int round = 0; round < 200000; round++) {
@@ -60,7 +61,8 @@ static void test_randomised(void **state)
         assert_int_equal(m.len, live);
         if (round % 10000 == 0)
             for (int k = 0; k < KEYS; k++) {
-                void *v = strmap_get(&m, keys[k], strlen(keys[k]), strmap_hash(keys[k], strlen(keys[k])));
+                void *v =
+                    strmap_get(&m, keys[k], strlen(keys[k]), strmap_hash(keys[k], strlen(keys[k])));
                 assert_true(present[k] ? v == keys[k] : v == NULL);
             }
     }
