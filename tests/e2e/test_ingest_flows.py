@@ -4,11 +4,13 @@ delivery jobs for the subscriptions stored in PostgreSQL (SPEC §3, §4, §6).""
 
 import datetime
 import json
+import shutil
+import subprocess
 import time
 
 import pytest
 
-from harness import http_json, metric, wait_for
+from harness import http_json, http_request, metric, wait_for
 from ingest_helpers import (SharedIngest, add_subscription, dead_letters, event,
                             expected_job_id, jobs, jobs_for, now_ms, send, start_ingest,
                             wait_jobs, wait_processed, wait_subscriptions)
@@ -341,6 +343,12 @@ def test_health_and_metrics(shared):
              message="consumer lag gauges at 0")
     lags = [k for k in ingest.metrics() if k[0] == "hookd_consumer_lag_messages"]
     assert len(lags) == 4  # one per partition of hookd.events
+    # the whole exposition, with the per-partition and per-reason series, is valid
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool (Debian package prometheus) is installed by tests/run"
+    _, _, text = http_request("GET", ingest.url("/metrics"))
+    check = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True)
+    assert check.returncode == 0, check.stdout + check.stderr
 
 
 def test_accept_unknown_types_when_configured(services, db, kafka):
