@@ -31,10 +31,10 @@ INGEST_ENV = {
 }
 
 
-def start_ingest(services, **overrides):
+def start_ingest(services, wait_ready=True, **overrides):
     env = dict(INGEST_ENV)
     env.update({k: str(v) for k, v in overrides.items()})
-    return services("ingest", **env)
+    return services("ingest", wait_ready=wait_ready, **env)
 
 
 # ---------------------------------------------------------------- subscriptions

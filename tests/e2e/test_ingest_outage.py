@@ -97,3 +97,20 @@ def test_all_brokers_down_and_back_loses_nothing(services, db, kafka):
     ids = [j["event_id"] for j in jobs(kafka)]
     assert set(ids) == {e["id"] for e in evs + more}
     assert ingest.alive() and ingest.starts == 1
+
+
+def test_fatal_producer_error_exits_non_zero(services, db, kafka):
+    """A fatal idempotent-producer error is logged and ends the process with
+    a non-zero status (the orchestrator restarts it; deterministic job ids
+    make the replay harmless)."""
+    add_subscription(db, "acct_f", ["client/created"])
+    # every producer's InitProducerId fails fatally (ingest has two producers)
+    kafka.request_errors("InitProducerId", *(["CLUSTER_AUTHORIZATION_FAILED"] * 4))
+    try:
+        ingest = start_ingest(services, wait_ready=False)
+        wait_for(lambda: not ingest.alive(), timeout=30, message="ingest to exit")
+    finally:
+        kafka.clear_errors("InitProducerId")
+    assert ingest.proc.returncode == 1, ingest.logs()[-3000:]
+    fatal = [r for r in ingest.log_records() if r.get("msg") == "pipeline_fatal"]
+    assert fatal and "authorization" in fatal[0]["error"].lower()
