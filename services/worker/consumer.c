@@ -18,6 +18,7 @@
 
 #define CONSUME_BUDGET 1000 /* messages per round before yielding to the loop */
 #define SAFETY_POLL_MS 100
+#define HELD_POLL_MAX_MS 5000
 
 struct consumer {
     worker_t *w;
@@ -29,7 +30,9 @@ struct consumer {
     metric_t **lag;        /* by partition number */
     int n_slots;
     uint64_t next_gen;
-    bool stopped, paused;
+    bool stopped;
+    bool held_back;       /* the memory bound holds consumption back */
+    int64_t last_poll_ms; /* last time messages were taken */
     metric_t *m_commits, *m_commit_errors, *m_paused, *m_rebalances;
 };
 
@@ -124,27 +127,30 @@ static void on_commit_timer(evutil_socket_t fd, short what, void *arg)
     commit(c, NULL, false);
 }
 
-static void set_paused(consumer_t *c, bool pause)
+/* Whether to take messages now: not while the memory bound is reached
+ * (librdkafka keeps what it prefetched, up to queued.max.messages.kbytes,
+ * and stops fetching), except once every HELD_POLL_MAX_MS so group events
+ * are served however long deliveries stall. */
+static bool may_consume(consumer_t *c)
 {
-    rd_kafka_topic_partition_list_t *l = NULL;
-    if (rd_kafka_assignment(c->rk, &l) != RD_KAFKA_RESP_ERR_NO_ERROR || !l) return;
-    rd_kafka_resp_err_t e =
-        pause ? rd_kafka_pause_partitions(c->rk, l) : rd_kafka_resume_partitions(c->rk, l);
-    if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
-        log_warn("kafka_pause_failed pause=%d error=\"%s\"", (int)pause, rd_kafka_err2str(e));
-    rd_kafka_topic_partition_list_destroy(l);
-    c->paused = pause;
-    metric_set(c->m_paused, pause ? 1 : 0);
-    log_info("consumption_%s held=%zu", pause ? "paused" : "resumed", delivery_held(c->w->dlv));
+    int64_t now = hookd_mono_ms();
+    bool full = delivery_over_high_water(c->w->dlv);
+    if (full != c->held_back) {
+        c->held_back = full;
+        metric_set(c->m_paused, full ? 1 : 0);
+        log_debug("consumption_%s held=%zu", full ? "held_back" : "resumed",
+                  delivery_held(c->w->dlv));
+    }
+    if (!full || now - c->last_poll_ms >= HELD_POLL_MAX_MS) {
+        c->last_poll_ms = now;
+        return true;
+    }
+    return false;
 }
 
-static void update_pause(consumer_t *c)
+void consumer_kick(consumer_t *c)
 {
-    if (c->stopped) return;
-    if (!c->paused && delivery_over_high_water(c->w->dlv))
-        set_paused(c, true);
-    else if (c->paused && delivery_under_low_water(c->w->dlv))
-        set_paused(c, false);
+    if (c && c->io_ev && !c->stopped) event_active(c->io_ev, EV_READ, 0);
 }
 
 static void log_partitions(const char *what, const rd_kafka_topic_partition_list_t *parts)
@@ -179,7 +185,6 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             rd_kafka_resp_err_t r = rd_kafka_assign(rk, parts);
             if (r) log_error("kafka_assign_failed error=\"%s\"", rd_kafka_err2str(r));
         }
-        if (c->paused) rd_kafka_pause_partitions(rk, parts);
     } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
         bool lost = rd_kafka_assignment_lost(rk);
         log_partitions(lost ? "partitions_lost" : "partitions_revoked", parts);
@@ -212,7 +217,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 static void consume_round(consumer_t *c)
 {
-    if (c->stopped) return;
+    if (c->stopped || !may_consume(c)) return;
     int n = 0;
     while (n < CONSUME_BUDGET) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, 0);
@@ -235,7 +240,6 @@ static void consume_round(consumer_t *c)
         if (c->stopped) break; /* a rebalance callback may have run */
     }
     delivery_round_end(c->w->dlv);
-    update_pause(c);
     if (n >= CONSUME_BUDGET) event_active(c->io_ev, EV_READ, 0); /* more after other events */
 }
 
@@ -253,7 +257,6 @@ static void on_poll_timer(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     consume_round(arg);
-    update_pause(arg);
 }
 
 static void on_render(void *ud)
@@ -308,8 +311,10 @@ static rd_kafka_t *new_client(consumer_t *c)
                     sizeof(err)) < 0 ||
         set_default(cfg, conf, "auto.offset.reset", "earliest", err, sizeof(err)) < 0 ||
         set_default(cfg, conf, "fetch.wait.max.ms", "100", err, sizeof(err)) < 0 ||
+        /* prefetch bounded for the memory budget; it holds most of a second of
+         * work, as librdkafka 2.0 waits 1 s before fetching again once it is full */
         set_default(cfg, conf, "queued.max.messages.kbytes", "8192", err, sizeof(err)) < 0 ||
-        set_default(cfg, conf, "queued.min.messages", "10000", err, sizeof(err)) < 0) {
+        set_default(cfg, conf, "fetch.max.bytes", "8388608", err, sizeof(err)) < 0) {
         rd_kafka_conf_destroy(conf);
         log_error("kafka_config_failed error=\"%s\"", err);
         return NULL;
@@ -336,7 +341,7 @@ consumer_t *consumer_new(worker_t *w)
     c->m_commit_errors = metrics_counter("hookd_worker_commit_errors_total",
                                          "Failed offset commits (retried)", NULL);
     c->m_paused = metrics_gauge("hookd_worker_consumption_paused",
-                                "1 while consumption is paused by the memory bound", NULL);
+                                "1 while the memory bound holds consumption back", NULL);
     c->m_rebalances = metrics_counter("hookd_worker_rebalances_total",
                                       "Partition assignments and revocations", NULL);
     if (!(c->rk = new_client(c))) goto fail;

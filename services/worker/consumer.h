@@ -5,7 +5,8 @@
  * timer polls as a safety net. Each assigned partition has an offset
  * tracker; every HOOKD_COMMIT_INTERVAL_MS the position up to the lowest job
  * not yet done (terminal or durably parked in PostgreSQL) is committed.
- * Partitions are paused while too many jobs are held in memory. */
+ * While too many jobs are held in memory no messages are taken (librdkafka
+ * stops fetching once its bounded prefetch queue is full). */
 #ifndef HOOKD_WORKER_CONSUMER_H
 #define HOOKD_WORKER_CONSUMER_H
 
@@ -24,6 +25,9 @@ consumer_t *consumer_new(worker_t *w);
 void consumer_job_done(consumer_t *c, int32_t partition, uint64_t gen, uint64_t seq);
 /* Whether the assignment (partition, gen) is still ours. */
 bool consumer_alive(const consumer_t *c, int32_t partition, uint64_t gen);
+
+/* Takes messages again soon (memory was freed). */
+void consumer_kick(consumer_t *c);
 
 /* Stops taking messages (first SIGTERM). */
 void consumer_stop(consumer_t *c);

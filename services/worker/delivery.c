@@ -19,9 +19,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Memory bound: consumption pauses above these and resumes below 3/4. */
-#define HELD_MAX_JOBS 20000
-#define HELD_MAX_BYTES (16u << 20)
+/* Memory bound: no messages are taken above these; windows are cut short
+ * until below 3/4. */
+#define HELD_MAX_JOBS 10000
+#define HELD_MAX_BYTES (8u << 20)
 #define EXCERPT_MAX 1024
 /* An endpoint with every request slot busy and no completion for STALL_MS
  * is stalled (slow or dead): it keeps SPILL_KEEP queued jobs in memory and
@@ -102,6 +103,7 @@ static void update_pressure(delivery_t *d)
     } else if (d->pressure && delivery_under_low_water(d)) {
         d->pressure = false;
         batcher_set_flush_all(d->b, d->stopping);
+        consumer_kick(d->w->cons);
     }
 }
 
