@@ -33,13 +33,14 @@
 #include <string.h>
 #include <unistd.h>
 
-#define PIPE_BATCH 2048      /* messages consumed per loop turn at most */
-#define PIPE_MAX_HEADERS 64  /* Kafka headers passed to event_parse */
-#define HOUSEKEEPING_MS 250  /* health, gauges, back-pressure */
-#define LAG_EVERY_MS 1000    /* consumer lag gauges */
-#define RETRY_DELAY_MS 500   /* before re-producing a message the broker refused */
-#define REVOKE_DRAIN_MS 5000 /* wait for acks of revoked partitions at most this long */
-#define LOG_EVERY_MS 1000    /* rate limit of repetitive warnings */
+#define PIPE_BATCH 2048          /* messages consumed per loop turn at most */
+#define PIPE_MAX_HEADERS 64      /* Kafka headers passed to event_parse */
+#define HOUSEKEEPING_MS 250      /* health, gauges, back-pressure */
+#define LAG_EVERY_MS 1000        /* consumer lag gauges */
+#define RETRY_DELAY_MS 500       /* before re-producing a message the broker refused */
+#define REVOKE_DRAIN_MS 5000     /* wait for acks of revoked partitions at most this long */
+#define LOG_EVERY_MS 1000        /* rate limit of repetitive warnings */
+#define COMMIT_HOLD_MAX_MS 30000 /* periodic commits wait at most this long for a rebalance */
 
 /* A produced message's opaque: slot (16 bits) | slot generation (8) |
  * low 40 bits of the source message's sequence number in its partition. */
@@ -100,6 +101,12 @@ struct pipeline {
     bool paused;     /* consumption paused by back-pressure */
     retry_t *retries;
     int64_t drain_deadline_ms; /* set at shutdown: stop waiting for the broker after this */
+    /* Periodic commits are held from the first REBALANCE_IN_PROGRESS answer
+     * until the rebalance callback: a commit still in flight when the group
+     * generation changes fails with ILLEGAL_GENERATION, and librdkafka then
+     * declares the whole assignment lost (its partitions replay elsewhere). */
+    int64_t commits_held_since; /* monotonic ms, 0: not held */
+    bool assign_before_rejoin;  /* the next assign callback still belongs to the old generation */
 
     /* reused per event: no allocation on the hot path */
     event_t ev;
@@ -590,6 +597,9 @@ static void handle_message(pipeline_t *p, const rd_kafka_message_t *m)
 static void commit_done(pipeline_t *p, const rd_kafka_topic_partition_list_t *only, bool sync)
 {
     rd_kafka_topic_partition_list_t *l = NULL;
+    if (!sync && p->commits_held_since &&
+        hookd_mono_ms() - p->commits_held_since < COMMIT_HOLD_MAX_MS)
+        return;
     for (int i = 0; i < p->n_slots; i++) {
         part_t *pt = p->slots[i];
         if (!pt->used) continue;
@@ -621,14 +631,21 @@ static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     (void)rk;
     if (err == RD_KAFKA_RESP_ERR__NO_OFFSET) return;
     bool failed = err != RD_KAFKA_RESP_ERR_NO_ERROR;
+    bool rebalancing = err == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS;
     for (int i = 0; offsets && i < offsets->cnt; i++) {
         const rd_kafka_topic_partition_t *tp = &offsets->elems[i];
         if (!err && !tp->err) continue;
         failed = true;
+        if (tp->err == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS) rebalancing = true;
         part_t *pt = part_find(p, tp->topic, tp->partition);
         if (pt && pt->commit_sent == tp->offset) pt->commit_sent = -1; /* send again */
     }
     metric_inc(failed ? p->m_commits_err : p->m_commits_ok);
+    if (rebalancing) {
+        if (!p->commits_held_since) log_info("commits_held reason=rebalance_in_progress");
+        p->commits_held_since = hookd_mono_ms();
+        return;
+    }
     if (failed && log_gate(&p->log_commit_ms))
         log_warn("commit_failed error=\"%s\" action=retry",
                  rd_kafka_err2str(err ? err : RD_KAFKA_RESP_ERR__FAIL));
@@ -709,6 +726,10 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             if (e2) log_warn("pause_failed error=\"%s\"", rd_kafka_err2str(e2));
         }
         log_parts("partitions_assigned", parts);
+        if (p->assign_before_rejoin) /* same generation as the revoke: the rejoin follows */
+            p->assign_before_rejoin = false;
+        else
+            p->commits_held_since = 0; /* a new generation: commits may go again */
     } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
         bool lost = rd_kafka_assignment_lost(rk);
         if (!lost) {
@@ -728,6 +749,11 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             if (pt) part_remove(p, pt);
         }
         log_parts(lost ? "partitions_lost" : "partitions_revoked", parts);
+        /* a rejoin follows: hold periodic commits until the assignment of
+         * the next generation. A cooperative revoke is followed at once by
+         * the (often empty) assignment of the same generation. */
+        p->commits_held_since = hookd_mono_ms();
+        p->assign_before_rejoin = cooperative && !lost;
     } else {
         log_error("rebalance_failed error=\"%s\"", rd_kafka_err2str(err));
         ret = rd_kafka_assign(rk, NULL);
