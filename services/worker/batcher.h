@@ -32,6 +32,8 @@ typedef struct endpoint {
     int inflight;        /* requests in flight */
     int64_t last_progress_ms; /* last request completion, or start of a request while idle */
     bool drain_claiming;      /* a STORE_DRAIN for it is outstanding */
+    int drain_window;         /* parked jobs to take back at once (adapts: 0 = not set yet) */
+    bool stalled_since_drain; /* it stalled since its last drain */
     int refs;            /* store operations that point at it */
     wjob_t *probe;       /* grey-list probe waiting to be sent alone */
     struct event *timer; /* end of the head job's window (created on first use) */

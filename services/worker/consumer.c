@@ -145,6 +145,7 @@ static bool may_consume(consumer_t *c)
         c->last_poll_ms = now;
         return true;
     }
+    delivery_relieve(c->w->dlv);
     return false;
 }
 

@@ -25,13 +25,18 @@
 #define HELD_MAX_BYTES (8u << 20)
 #define EXCERPT_MAX 1024
 /* An endpoint with every request slot busy and no completion for STALL_MS
- * is stalled (slow or dead): it keeps SPILL_KEEP queued jobs in memory and
- * the rest go to parked_jobs (reason 'greylist'), new ones behind them,
- * until it has drained them again - so dead endpoints cannot fill the
- * memory bound and stop consumption for everybody. */
+ * is stalled (slow or dead): its queued jobs go to parked_jobs (reason
+ * 'greylist'), new ones behind them, until it has drained them again - so
+ * dead endpoints cannot fill the memory bound and stop consumption for
+ * everybody. Draining takes jobs back in windows that grow while the
+ * endpoint keeps up (up to DRAIN_CHUNK_MIN or 2 x HOOKD_BATCH_MAX) and
+ * shrink when it stalls again, so a slow endpoint does not churn. */
 #define STALL_MS 1000
-#define SPILL_KEEP 16
 #define DRAIN_CHUNK_MIN 100
+/* While the memory bound is reached, an endpoint counts as stalled after
+ * PRESSURE_STALL_MS without progress (checked every PRESSURE_CHECK_MS). */
+#define PRESSURE_STALL_MS 100
+#define PRESSURE_CHECK_MS 50
 
 enum {
     TAG_LOOKUP = 1, /* dedup lookup of consumed jobs (jobs[]) */
@@ -66,6 +71,7 @@ struct delivery {
     int threshold;
     size_t held, held_bytes;
     bool pressure;       /* windows ignored: memory is tight */
+    int64_t last_relieve_ms;
     int unconfirmed;     /* requests started whose outcome is not durable yet */
     int http_inflight;   /* requests the sender has */
     int ops_pending;     /* our store operations not back yet */
@@ -79,7 +85,7 @@ struct delivery {
     bool stopping, abandoned;
     /* metrics */
     metric_t *m_consumed, *m_invalid, *m_duplicates, *m_cancelled, *m_retries, *m_parked,
-        *m_inflight, *m_held, *m_event_latency, *m_job_latency, *m_batch;
+        *m_inflight, *m_held, *m_queued, *m_ops, *m_unconfirmed, *m_event_latency, *m_job_latency, *m_batch;
     metric_t *m_deliveries[OC__COUNT][SEND__COUNT];
     metric_t *m_requests[SEND__COUNT];
     metric_t *m_duration[OC__COUNT];
@@ -229,6 +235,7 @@ static void cancel(delivery_t *d, wjob_t *j, const char *why)
 static void park_list(delivery_t *d, endpoint_t *ep, wjob_t *list)
 {
     if (!list) return;
+    bool grey = ep->gl.until_ms != 0 || ep->gl.probing;
     store_op_t *op = store_op_new(STORE_OUTCOME);
     int n = 0;
     for (wjob_t *j = list, *next; j; j = next) {
@@ -239,7 +246,8 @@ static void park_list(delivery_t *d, endpoint_t *ep, wjob_t *list)
         r->attempt = j->attempt;
         r->park_reason = "greylist";
         r->park_attempt = j->attempt;
-        r->outcome = log_all(d) ? "parked" : NULL;
+        /* a 'parked' log row while grey-listed; not for stall spills and drains */
+        r->outcome = grey && log_all(d) ? "parked" : NULL;
         n++;
     }
     metric_add(d->m_parked, n);
@@ -260,16 +268,17 @@ static bool stalled(const delivery_t *d, const endpoint_t *ep, int64_t now)
     return ep->inflight >= batcher_opts(d->b)->concurrency && now - ep->last_progress_ms > STALL_MS;
 }
 
-/* Parks what a stalled endpoint holds beyond SPILL_KEEP; from now on its
- * new jobs queue in parked_jobs behind them (draining). */
+/* Parks what a stalled endpoint has queued; from now on its new jobs queue
+ * in parked_jobs behind them (draining). */
 static void spill(delivery_t *d, endpoint_t *ep)
 {
-    wjob_t *tail = batcher_take_after(ep, SPILL_KEEP);
     if (!ep->gl.draining)
-        log_info("endpoint_stalled endpoint_id=%s in_flight=%d action=park_queue", ep->id,
-                 ep->inflight);
+        log_info("endpoint_stalled endpoint_id=%s in_flight=%d queued=%d action=park_queue",
+                 ep->id, ep->inflight, ep->queued);
     ep->gl.draining = true;
-    park_list(d, ep, tail);
+    ep->stalled_since_drain = true;
+    ep->drain_window = ep->drain_window > 4 ? ep->drain_window / 4 : 1;
+    park_list(d, ep, batcher_take_all(ep));
 }
 
 /* After a grey-list state change: parks what must not wait in memory. */
@@ -636,8 +645,7 @@ static void dispatch(delivery_t *d, wjob_t *j)
         return;
     }
     batcher_enqueue(d->b, ep, j);
-    if (j->source == WJOB_KAFKA && ep->queued > SPILL_KEEP && stalled(d, ep, hookd_mono_ms()))
-        spill(d, ep);
+    if (j->source == WJOB_KAFKA && stalled(d, ep, hookd_mono_ms())) spill(d, ep);
 }
 
 /* ---------------------------------------------------------------- store completions */
@@ -656,24 +664,53 @@ static void tick_endpoint(endpoint_t *ep, void *ud)
     delivery_t *d = c->d;
     if (ep->gl.until_ms != 0 || ep->gl.probing) return;
     bool is_stalled = stalled(d, ep, c->now);
-    if (is_stalled && ep->queued > SPILL_KEEP) spill(d, ep);
+    if (is_stalled && ep->queued > 0) spill(d, ep);
     if (!ep->gl.draining || ep->drain_claiming || is_stalled || d->stopping) return;
     const batcher_opts_t *o = batcher_opts(d->b);
     int chunk = 2 * o->batch_max > DRAIN_CHUNK_MIN ? 2 * o->batch_max : DRAIN_CHUNK_MIN;
-    if (ep->queued >= chunk / 2 || delivery_claim_budget(d) < chunk) return;
-    if (!c->drain) {
-        c->drain = store_op_new(STORE_DRAIN);
-        c->drain->limit = chunk;
-    }
+    if (ep->drain_window <= 0) ep->drain_window = chunk;
+    int want = ep->drain_window / 2 > 0 ? ep->drain_window / 2 : 1;
+    if (ep->queued >= want) return;
+    if (!ep->stalled_since_drain && ep->drain_window < chunk)
+        ep->drain_window = ep->drain_window * 2 < chunk ? ep->drain_window * 2 : chunk;
+    ep->stalled_since_drain = false;
+    if (delivery_claim_budget(d) < ep->drain_window) return;
+    if (!c->drain) c->drain = store_op_new(STORE_DRAIN);
     if (c->drain->n_ids == c->cap) {
         c->cap = c->cap ? c->cap * 2 : 16;
         c->epochs = realloc(c->epochs, sizeof(*c->epochs) * (size_t)c->cap);
         if (!c->epochs) abort();
     }
     c->epochs[c->drain->n_ids] = ep->gl.park_epoch;
-    store_op_add_id(c->drain, ep->id);
+    store_op_add_drain(c->drain, ep->id, ep->drain_window);
     ep->drain_claiming = true;
     ep->refs++;
+}
+
+typedef struct {
+    delivery_t *d;
+    int64_t now;
+    int spilled;
+} relieve_ctx_t;
+
+static void relieve_endpoint(endpoint_t *ep, void *ud)
+{
+    relieve_ctx_t *c = ud;
+    if (ep->queued == 0 || ep->gl.until_ms != 0 || ep->gl.probing) return;
+    if (ep->inflight < batcher_opts(c->d->b)->concurrency) return;
+    if (c->now - ep->last_progress_ms <= PRESSURE_STALL_MS) return;
+    c->spilled += ep->queued;
+    spill(c->d, ep);
+}
+
+void delivery_relieve(delivery_t *d)
+{
+    int64_t now = hookd_mono_ms();
+    if (!delivery_over_high_water(d) || now - d->last_relieve_ms < PRESSURE_CHECK_MS) return;
+    d->last_relieve_ms = now;
+    relieve_ctx_t c = {d, now, 0};
+    batcher_each(d->b, relieve_endpoint, &c);
+    if (c.spilled) log_debug("memory_relieved jobs_parked=%d", c.spilled);
 }
 
 void delivery_tick(delivery_t *d)
@@ -1044,6 +1081,9 @@ static void on_render(void *ud)
 {
     delivery_t *d = ud;
     metric_set(d->m_held, (double)d->held);
+    metric_set(d->m_queued, (double)batcher_queued(d->b));
+    metric_set(d->m_ops, (double)d->ops_pending);
+    metric_set(d->m_unconfirmed, (double)d->unconfirmed);
     metric_set(d->m_inflight, d->http_inflight);
 }
 
@@ -1075,10 +1115,20 @@ delivery_t *delivery_new(worker_t *w)
     d->m_retries = metrics_counter("hookd_retries_scheduled_total",
                                    "Failed jobs scheduled for another attempt", NULL);
     d->m_parked = metrics_counter("hookd_jobs_parked_total",
-                                  "Jobs parked in PostgreSQL for a grey-listed endpoint",
+                                  "Jobs parked in PostgreSQL for a grey-listed, stalled or "
+                                  "draining endpoint",
                                   "reason=\"greylist\"");
     d->m_inflight = metrics_gauge("hookd_requests_in_flight", "Delivery requests in flight", NULL);
     d->m_held = metrics_gauge("hookd_jobs_held", "Jobs held in the worker's memory", NULL);
+    d->m_queued = metrics_gauge("hookd_jobs_queued",
+                                "Jobs waiting in endpoint queues (batch windows, busy endpoints)",
+                                NULL);
+    d->m_unconfirmed = metrics_gauge("hookd_requests_unconfirmed",
+                                     "Requests started whose outcome is not yet written "
+                                     "(bounded by HOOKD_MAX_INFLIGHT)",
+                                     NULL);
+    d->m_ops = metrics_gauge("hookd_store_operations_pending",
+                             "Writes and lookups submitted to PostgreSQL, not yet done", NULL);
     d->m_event_latency = metrics_histogram(
         "hookd_event_delivery_seconds", "From the event's occurred_at to its successful delivery",
         NULL, metrics_latency_buckets, metrics_latency_buckets_len);

@@ -37,6 +37,10 @@ void delivery_round_end(delivery_t *d);
 /* The partition was revoked: forget its jobs that are only queued. */
 void delivery_drop_partition(delivery_t *d, int32_t partition, uint64_t gen);
 
+/* At the memory bound: parks the queues of endpoints that are not making
+ * progress (rate-limited; the consumer calls it while held back). */
+void delivery_relieve(delivery_t *d);
+
 /* Whether consumption should pause (too much held) / may resume. */
 bool delivery_over_high_water(const delivery_t *d);
 bool delivery_under_low_water(const delivery_t *d);

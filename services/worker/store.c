@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #define STORE_MAX_OPS_PER_ROUND 4096
-#define STORE_MAX_ROWS_PER_ROUND 8192
+#define STORE_MAX_ROWS_PER_ROUND 2048
 #define STORE_IDLE_WAIT_MS 50
 #define STORE_EXPIRE_EVERY_MS 5000
 #define STORE_GAUGES_EVERY_MS 2000
@@ -73,6 +73,7 @@ void store_op_free(store_op_t *op)
     free(op->ids);
     free(op->empty);
     free(op->states);
+    free(op->limits);
     free(op);
 }
 
@@ -93,6 +94,13 @@ void store_op_add_id(store_op_t *op, const char *id)
     op->ids[op->n_ids] = strdup(id);
     if (!op->ids[op->n_ids]) abort();
     op->n_ids++;
+}
+
+void store_op_add_drain(store_op_t *op, const char *id, int limit)
+{
+    op->limits = grow_for(op->limits, op->n_ids, sizeof(*op->limits));
+    op->limits[op->n_ids] = limit;
+    store_op_add_id(op, id);
 }
 
 void store_op_add_job(store_op_t *op, wjob_t *j)
@@ -749,8 +757,8 @@ static int read_drains(store_t *s, store_op_t **ops, int n, round_err_t *e)
         wjob_t **tail = &op->claimed;
         char lease[24], limit[16];
         int_text(lease, sizeof(lease), s->o.lease_ms);
-        int_text(limit, sizeof(limit), op->limit);
         for (int i = 0; i < op->n_ids; i++) {
+            int_text(limit, sizeof(limit), op->limits ? op->limits[i] : 1);
             const char *p4[4] = {op->ids[i], limit, s->instance_id, lease};
             PGresult *r = query(s, SQL_DRAIN, 4, p4, e);
             if (!r) return -1;

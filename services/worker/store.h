@@ -93,7 +93,8 @@ typedef struct store_op {
     char error[256];
     greylist_row_t row; /* result */
     /* STORE_CLAIM, STORE_DRAIN */
-    int limit;       /* jobs (STORE_DRAIN: per endpoint) */
+    int limit;       /* STORE_CLAIM: jobs */
+    int *limits;     /* STORE_DRAIN: jobs per endpoint, one per id (owned) */
     wjob_t *claimed; /* result: list via next, in release order; probes first */
 } store_op_t;
 
@@ -103,6 +104,8 @@ store_op_t *store_op_new(store_kind_t kind);
 void store_op_free(store_op_t *op);
 /* Copies 'id' into ids[] (grows the array). */
 void store_op_add_id(store_op_t *op, const char *id);
+/* Same, with a STORE_DRAIN limit for it. */
+void store_op_add_drain(store_op_t *op, const char *id, int limit);
 void store_op_add_job(store_op_t *op, wjob_t *j);
 store_row_t *store_op_add_row(store_op_t *op);
 
