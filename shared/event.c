@@ -101,20 +101,22 @@ int event_type_normalize(const char *in, size_t len, char *out, size_t out_size,
     if (!part_ok(ent, ent_len)) return -1;
     bool star = pattern && ev_len == 1 && ev[0] == '*';
     if (!star && !part_ok(ev, ev_len)) return -1;
-    /* custom/<hook> keeps the hook name untouched */
-    bool custom = ent_len == 6 && memcmp(ent, "custom", 6) == 0;
-    if (!star && !custom) {
-        for (size_t i = 0; i < HOOKD_ARRAY_LEN(verb_aliases); i++) {
-            if (strlen(verb_aliases[i].verb) == ev_len &&
-                memcmp(ev, verb_aliases[i].verb, ev_len) == 0) {
-                ev = verb_aliases[i].past;
-                ev_len = strlen(ev);
-                break;
-            }
-        }
-    }
     int n = snprintf(out, out_size, "%.*s/%.*s", (int)ent_len, ent, (int)ev_len, ev);
     return n < 0 || (size_t)n >= out_size ? -1 : 0;
+}
+
+bool event_type_past_tense(const char *type, char *out, size_t out_size)
+{
+    const char *slash = strchr(type, '/');
+    if (!slash || strncmp(type, "custom/", 7) == 0) return false;
+    for (size_t i = 0; i < HOOKD_ARRAY_LEN(verb_aliases); i++) {
+        if (strcmp(slash + 1, verb_aliases[i].verb) == 0) {
+            int n = snprintf(out, out_size, "%.*s/%s", (int)(slash - type), type,
+                             verb_aliases[i].past);
+            return n > 0 && (size_t)n < out_size;
+        }
+    }
+    return false;
 }
 
 /* ---- event parsing ---- */

@@ -462,11 +462,11 @@ static bool type_part_ok(const char *s)
     return true;
 }
 
-/* One query classifies every candidate: resolves bare alias names, then
- * 'ok', 'unknown', 'unknown_alias' or 'directory' (directory-level type
- * for an account token). Catalog names are compared normalised, as the
- * pipeline does: the seed's "pivot/update" is what events and subscriptions
- * of "pivot/update" become ("pivot/updated"). */
+/* One query classifies every candidate: resolves bare alias names and verb
+ * forms (hookd_normalize_type: a catalog name stays as written, "pivot/update";
+ * otherwise "client/create" -> "client/created", as the pipeline does), then
+ * 'ok', 'unknown', 'unknown_alias' or 'directory' (directory-level type for
+ * an account token). */
 static const char CHECK_TYPES_SQL[] =
     "SELECT r.name, CASE"
     " WHEN r.name IS NULL THEN 'unknown_alias'"
@@ -476,13 +476,13 @@ static const char CHECK_TYPES_SQL[] =
     "   FROM event_types t WHERE t.entity = split_part(r.name, '/', 1))"
     " ELSE coalesce((SELECT CASE WHEN bool_or(NOT t.directory_level) OR $2::boolean THEN 'ok'"
     "   ELSE 'directory' END FROM event_types t"
-    "   WHERE t.name = r.name OR hookd_normalize_type(t.name) = r.name HAVING count(*) > 0),"
+    "   WHERE t.name = r.name HAVING count(*) > 0),"
     "   'unknown')"
     " END"
     " FROM unnest($1::text[]) WITH ORDINALITY AS u(p, i)"
     " CROSS JOIN LATERAL (SELECT CASE WHEN u.p ~ '^[A-Za-z0-9_-]+$'"
-    "   THEN (SELECT hookd_normalize_type(a.name) FROM event_type_aliases a WHERE a.alias = u.p)"
-    "   ELSE u.p END AS name) r"
+    "   THEN (SELECT a.name FROM event_type_aliases a WHERE a.alias = u.p)"
+    "   ELSE hookd_normalize_type(u.p) END AS name) r"
     " ORDER BY u.i";
 
 int api_check_types(api_ctx_t *c, const char *const *in, int n, const char *field,

@@ -67,8 +67,7 @@ void catalog_set(catalog_t *c, const char *const *types, size_t n_types,
     strmap_init(&s->types);
     strmap_init(&s->aliases);
     for (size_t i = 0; i < n_types; i++) {
-        /* stored as events are normalised: the seed's "pivot/update" is the
-         * type of events sent as pivot/update (-> pivot/updated) */
+        /* stored in the spelling events are normalised to (entity/event) */
         char norm[EVENT_TYPE_MAX];
         const char *t = types[i];
         if (event_type_normalize(t, strlen(t), norm, sizeof(norm), false) == 0) t = norm;

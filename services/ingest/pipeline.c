@@ -471,7 +471,10 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 
 /* ---------------------------------------------------------------- events */
 
-/* Resolves aliases and checks the type against the catalog. */
+/* Resolves aliases and verb forms and checks the type against the catalog.
+ * A type in the catalog as written stays (vCita's "pivot/update"); otherwise
+ * a verb form becomes its past tense ("client/create" -> "client/created"),
+ * the same rule as hookd_normalize_type() applies to subscriptions. */
 static event_error_t check_type(pipeline_t *p, event_t *ev, char *err, size_t err_size)
 {
     if (ev->type_is_alias) {
@@ -486,6 +489,10 @@ static event_error_t check_type(pipeline_t *p, event_t *ev, char *err, size_t er
         return EVENT_OK;
     }
     if (strncmp(ev->type, "custom/", 7) == 0) return EVENT_OK;
+    if (catalog_has_type(p->catalog, ev->type)) return EVENT_OK;
+    char past[EVENT_TYPE_MAX];
+    if (event_type_past_tense(ev->type, past, sizeof(past)))
+        memcpy(ev->type, past, strlen(past) + 1);
     if (p->cfg->accept_unknown_types || catalog_has_type(p->catalog, ev->type)) return EVENT_OK;
     snprintf(err, err_size, "unknown event type '%s' (not in event_types)", ev->type);
     return EVENT_ERR_UNKNOWN_TYPE;

@@ -293,7 +293,7 @@ def test_event_types_catalog_and_directory_tokens(api, receiver):
     status, w = d.post("/v1/webhooks", {"event_types": ["pivot/update", "pivot/*", "client/created"],
                                         "target_url": receiver.url("/dir")})
     assert status == 201 and w["owner"] == "directory:dir_7"
-    assert sorted(w["event_types"]) == ["client/created", "pivot/*", "pivot/updated"]
+    assert sorted(w["event_types"]) == ["client/created", "pivot/*", "pivot/update"]
     assert [x["id"] for x in d.get("/v1/webhooks")[1]["data"]] == [w["id"]]
     assert w["id"] not in [x["id"] for x in a.get("/v1/webhooks")[1]["data"]]
 

@@ -67,7 +67,7 @@ def test_readme_curl_examples_run(api, receiver):
     assert api.db.scalar("SELECT count(*) FROM api_tokens WHERE name = 'CRM integration'") == 1
     rows = api.db.query("SELECT owner_kind, event_types, target_url FROM subscriptions WHERE source = 'vcita'"
                         " ORDER BY owner_kind")
-    assert rows == [{"owner_kind": "directory", "event_types": ["pivot/updated"],
+    assert rows == [{"owner_kind": "directory", "event_types": ["pivot/update"],
                      "target_url": base + "/hooks/pivot"}]  # the account one was unsubscribed again
     created = api.db.query("SELECT * FROM subscriptions WHERE name = 'Bookings to CRM'")
     assert len(created) == 1 and created[0]["metadata"] == {"crm_id": 17}

@@ -100,7 +100,7 @@ def test_directory_level_pivot_update(shared):
     got = by_sub(wait_jobs(kafka, lambda j: j["event_id"] == in_dir["id"], 2))
     assert set(got) == {d["id"], a["id"]}
     assert got[d["id"]]["directory"] == "dir_7"
-    assert got[d["id"]]["type"] == "pivot/updated"
+    assert got[d["id"]]["type"] == "pivot/update"  # the catalog name, not a past tense
     assert got[d["id"]]["payload"] == {"pivot": {"x": 1}}
     wait_processed(kafka, pos)
     assert jobs_for(kafka, other_dir["id"]) == []

@@ -61,12 +61,13 @@ static void test_names_are_normalised(void **state)
 {
     (void)state;
     catalog_t *c = catalog_new();
-    const char *types[] = {"pivot/update", "client.create", "custom/hook_create"};
+    const char *types[] = {"pivot/update", "client.created", "custom/hook_create"};
     const char *names[] = {"eventUpdated"};
-    const char *targets[] = {"event/update"};
+    const char *targets[] = {"event.updated"};
     char out[64];
     catalog_set(c, types, 3, names, targets, 1);
-    assert_true(catalog_has_type(c, "pivot/updated"));
+    assert_true(catalog_has_type(c, "pivot/update"));
+    assert_false(catalog_has_type(c, "pivot/updated")); /* catalog names keep their verb */
     assert_true(catalog_has_type(c, "client/created"));
     assert_true(catalog_has_type(c, "custom/hook_create"));
     assert_true(catalog_resolve_alias(c, "eventUpdated", out, sizeof(out)));

@@ -21,7 +21,7 @@ static void test_native(void **state)
     (void)state;
     event_t ev;
     char err[256];
-    const char *s = "{\"id\":\"evt_1\",\"type\":\"client.create\",\"occurred_at\":\"2026-11-23T10:00:00Z\","
+    const char *s = "{\"id\":\"evt_1\",\"type\":\"client.created\",\"occurred_at\":\"2026-11-23T10:00:00Z\","
                     "\"account\":\"acct_42\",\"directory\":\"dir_7\",\"data\":{\"id\":1,\"name\":\"A\"},"
                     "\"changes\":{\"name\":\"A\"},\"status\":\"confirmed\",\"previous_status\":\"pending\"}";
     assert_int_equal(parse(s, &ev, err), EVENT_OK);
@@ -95,10 +95,9 @@ static void test_type_normalize(void **state)
     } cases[] = {
         {"client/created", "client/created", false},
         {"client.created", "client/created", false},
-        {"client/create", "client/created", false},
-        {"payment.update", "payment/updated", false},
-        {"client/delete", "client/deleted", false},
-        {"meeting/cancel", "meeting/cancelled", false},
+        {"client/create", "client/create", false},
+        {"payment.update", "payment/update", false},
+        {"pivot/update", "pivot/update", false},
         {"com.vcita.client.created", "client/created", false},
         {"custom/vikappointments_add_item_cart", "custom/vikappointments_add_item_cart", false},
         {"custom/create", "custom/create", false},
@@ -117,6 +116,26 @@ static void test_type_normalize(void **state)
         if (event_type_normalize(bad[i], strlen(bad[i]), out, sizeof(out), false) == 0)
             fail_msg("accepted %s", bad[i]);
     assert_int_equal(event_type_normalize("a/**", 4, out, sizeof(out), true), -1);
+}
+
+static void test_past_tense(void **state)
+{
+    (void)state;
+    char out[128];
+    assert_true(event_type_past_tense("client/create", out, sizeof(out)));
+    assert_string_equal(out, "client/created");
+    assert_true(event_type_past_tense("payment/update", out, sizeof(out)));
+    assert_string_equal(out, "payment/updated");
+    assert_true(event_type_past_tense("client/delete", out, sizeof(out)));
+    assert_string_equal(out, "client/deleted");
+    assert_true(event_type_past_tense("meeting/cancel", out, sizeof(out)));
+    assert_string_equal(out, "meeting/cancelled");
+    assert_true(event_type_past_tense("event/confirm", out, sizeof(out)));
+    assert_string_equal(out, "event/confirmed");
+    assert_false(event_type_past_tense("client/created", out, sizeof(out)));
+    assert_false(event_type_past_tense("custom/create", out, sizeof(out)));
+    assert_false(event_type_past_tense("*", out, sizeof(out)));
+    assert_false(event_type_past_tense("client/create", out, 8)); /* does not fit */
 }
 
 static void test_cloudevents_structured(void **state)
@@ -203,6 +222,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_native),           cmocka_unit_test(test_rejections),
         cmocka_unit_test(test_numbers_and_alias), cmocka_unit_test(test_type_normalize),
+        cmocka_unit_test(test_past_tense),
         cmocka_unit_test(test_cloudevents_structured), cmocka_unit_test(test_cloudevents_binary),
         cmocka_unit_test(test_job_roundtrip),
     };

@@ -231,7 +231,7 @@ static void test_from_job_message(void **state)
     (void)state;
     event_t ev;
     char err[256];
-    const char *evs = "{\"id\":\"evt_\\u00e9\\\"1\",\"type\":\"appointment.delete\","
+    const char *evs = "{\"id\":\"evt_\\u00e9\\\"1\",\"type\":\"appointment.deleted\","
                       "\"occurred_at\":\"2026-11-23T10:00:00.5Z\",\"account\":\"acct_42\","
                       "\"directory\":\"dir_7\",\"data\":{\"id\":10}}";
     assert_int_equal(event_parse(evs, strlen(evs), NULL, 0, 1 << 20, &ev, err, sizeof(err)),

@@ -127,14 +127,14 @@ static void test_directory_scope(void **state)
     upsert(m, &(spec_t){"d1", true, "dir_7", {"pivot/update"}, {NULL}, PAYLOAD_FULL, false});
     upsert(m, &(spec_t){"a1", false, "acct_1", {"pivot/update"}, {NULL}, PAYLOAD_FULL, false});
     upsert(m, &(spec_t){"a7", false, "dir_7", {"pivot/update"}, {NULL}, PAYLOAD_FULL, false});
-    /* patterns are normalised like event types: pivot/update -> pivot/updated */
+    /* the catalog's pivot/update keeps its name (no past-tense rewrite) */
     /* both the account's and the directory's subscriptions match */
-    assert_string_equal(match_of(m, "pivot/updated", "acct_1", "dir_7", NULL), "a1,d1");
+    assert_string_equal(match_of(m, "pivot/update", "acct_1", "dir_7", NULL), "a1,d1");
     /* no directory on the event: only account scope */
-    assert_string_equal(match_of(m, "pivot/updated", "acct_1", NULL, NULL), "a1");
+    assert_string_equal(match_of(m, "pivot/update", "acct_1", NULL, NULL), "a1");
     /* an account id equal to a directory id does not hit the directory scope */
-    assert_string_equal(match_of(m, "pivot/updated", "dir_7", NULL, NULL), "a7");
-    assert_string_equal(match_of(m, "pivot/updated", "acct_2", "dir_8", NULL), "");
+    assert_string_equal(match_of(m, "pivot/update", "dir_7", NULL, NULL), "a7");
+    assert_string_equal(match_of(m, "pivot/update", "acct_2", "dir_8", NULL), "");
     matcher_free(m);
 }
 
@@ -173,7 +173,7 @@ static void test_pattern_normalisation(void **state)
     upsert(
         m,
         &(spec_t){
-            "s", false, "a", {"client.create", "client/update", "bad pattern"}, {NULL}, 0, false});
+            "s", false, "a", {"client.created", "client/updated", "bad pattern"}, {NULL}, 0, false});
     upsert(m, &(spec_t){"none", false, "a", {"not valid!"}, {NULL}, 0, false});
     assert_string_equal(match_of(m, "client/created", "a", NULL, NULL), "s");
     assert_string_equal(match_of(m, "client/updated", "a", NULL, NULL), "s");

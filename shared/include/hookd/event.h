@@ -69,13 +69,20 @@ event_error_t event_parse(const char *value, size_t len, const event_header_t *h
                           size_t n_headers, size_t max_bytes, event_t *ev, char *err,
                           size_t err_size);
 
-/* Normalises an event type: "entity.event" -> "entity/event", verb forms
- * create/update/delete/cancel/confirm -> created/updated/deleted/cancelled/
- * confirmed. Reverse-DNS CloudEvents types ("com.vcita.client.created") keep
- * their last two segments. Each part is 1..63 chars of [A-Za-z0-9_-].
- * With 'pattern' true, "entity/ *" (no space) and "*" are accepted too.
- * Returns 0 or -1. */
+/* Normalises the spelling of an event type: "entity.event" -> "entity/event";
+ * reverse-DNS CloudEvents types ("com.vcita.client.created") keep their last
+ * two segments. Each part is 1..63 chars of [A-Za-z0-9_-]. With 'pattern'
+ * true, "entity/ *" (no space) and "*" are accepted too. Verb forms are NOT
+ * rewritten here: see event_type_past_tense. Returns 0 or -1. */
 int event_type_normalize(const char *in, size_t len, char *out, size_t out_size, bool pattern);
+
+/* If 'type' ends in a verb form (create, update, delete, cancel, confirm;
+ * not for custom/<hook>), writes the past tense ("client/create" ->
+ * "client/created") to 'out' and returns true. The rule used everywhere
+ * (ingest, API, the SQL function hookd_normalize_type): a type that is in
+ * the catalog as written stays as it is (vCita's "pivot/update"); otherwise
+ * its past tense is used. */
+bool event_type_past_tense(const char *type, char *out, size_t out_size);
 
 /* ---- jobs (ingest -> worker) ---- */
 
