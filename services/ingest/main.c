@@ -129,6 +129,11 @@ int main(int argc, char **argv)
     ing.api_pg = pg_connect(ing.cfg.database_url, "hookd-ingest", opt_migrate ? 30000 : 0,
                             &ing.stopping, err, sizeof(err));
     if (!ing.api_pg) {
+        if (hookd_shutdown_requested()) { /* SIGTERM while waiting for PostgreSQL */
+            log_info("stopped");
+            rc = 0;
+            goto out;
+        }
         log_error("pg_unavailable error=\"%s\"", err);
         goto out;
     }

@@ -193,3 +193,21 @@ def _listening(port):
     import socket
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_sigterm_while_waiting_for_postgres_exits_0(tmp_path):
+    """A service that cannot reach PostgreSQL keeps retrying, and still stops
+    promptly and cleanly on SIGTERM (Kubernetes rollouts during an outage)."""
+    port = free_port()  # nothing listens there
+    for binary in (INGEST_BIN, WORKER_BIN):
+        env = service_env({"HOOKD_DATABASE_URL": f"postgresql://hookd@127.0.0.1:{port}/hookd",
+                           "HOOKD_HTTP_ADDR": f"127.0.0.1:{free_port()}",
+                           "HOOKD_WORKER_HTTP_ADDR": f"127.0.0.1:{free_port()}"})
+        proc = subprocess.Popen([str(binary)], env=env, stderr=subprocess.PIPE, text=True)
+        lines = []
+        wait_for(lambda: lines.append(proc.stderr.readline()) or "pg_connect_failed" in lines[-1],
+                 timeout=20, message=f"{binary.name} to report the unreachable database")
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
+        rest = proc.stderr.read()
+        assert proc.returncode == 0, "".join(lines) + rest
