@@ -53,7 +53,7 @@ int main(int argc, char **argv)
     int n_urls = 0, endpoints = 1, concurrency = 64;
     long requests = 100000, body_bytes = 256;
     const char *tmpl = NULL;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) usage();
         if (strcmp(a, "--url") == 0 && n_urls < MAX_URLS)
@@ -70,7 +70,6 @@ int main(int argc, char **argv)
             concurrency = atoi(v);
         else
             usage();
-        i++;
     }
     if (tmpl) {
         if (endpoints < 1 || endpoints > MAX_URLS) usage();
