@@ -29,8 +29,15 @@ int64_t hookd_mono_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* The instants written and read back: 0000-01-01T00:00:00.000Z to
+ * 9999-12-31T23:59:59.999Z (four-digit years). */
+#define TIME_MIN_MS (-62167219200000LL)
+#define TIME_MAX_MS 253402300799999LL
+
 void hookd_format_time(int64_t ms, char *out, size_t out_size)
 {
+    if (ms < TIME_MIN_MS) ms = TIME_MIN_MS;
+    if (ms > TIME_MAX_MS) ms = TIME_MAX_MS;
     time_t sec = (time_t)(ms / 1000);
     int frac = (int)(ms % 1000);
     if (frac < 0) {
@@ -39,8 +46,8 @@ void hookd_format_time(int64_t ms, char *out, size_t out_size)
     }
     struct tm tm;
     gmtime_r(&sec, &tm);
-    size_t n = strftime(out, out_size, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out + n, out_size - n, ".%03dZ", frac);
+    snprintf(out, out_size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
 }
 
 static int digits(const char *s, int n, int *out)
@@ -96,7 +103,9 @@ int hookd_parse_time(const char *s, size_t len, int64_t *ms)
     unsigned doy = (unsigned)((153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1);
     unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     int64_t days = (int64_t)era * 146097 + (int64_t)doe - 719468;
-    *ms = ((days * 86400 + h * 3600 + mi * 60 + sec) - offset_s) * 1000 + frac_ms;
+    int64_t t = ((days * 86400 + h * 3600 + mi * 60 + sec) - offset_s) * 1000 + frac_ms;
+    if (t < TIME_MIN_MS || t > TIME_MAX_MS) return -1; /* an offset left years 0000..9999 */
+    *ms = t;
     return 0;
 }
 

@@ -16,11 +16,13 @@ int64_t hookd_mono_ms(void);
 int64_t hookd_mono_us(void);
 
 /* Formats 'ms' since the epoch as RFC 3339 UTC with milliseconds
- * ("2026-11-23T10:00:00.000Z") into 'out' (>= 25 bytes). */
+ * ("2026-11-23T10:00:00.000Z", always a four-digit year: times outside
+ * 0000..9999 are clamped) into 'out' (>= 25 bytes). */
 void hookd_format_time(int64_t ms, char *out, size_t out_size);
 
 /* Parses an RFC 3339 timestamp ("2026-11-23T10:00:00Z", fractional seconds and
- * +hh:mm offsets allowed). Returns 0 and sets *ms, or -1. */
+ * +hh:mm offsets allowed; in UTC it must fall in the years 0000..9999, so
+ * hookd_format_time writes it back). Returns 0 and sets *ms, or -1. */
 int hookd_parse_time(const char *s, size_t len, int64_t *ms);
 
 /* A growable buffer. Always NUL-terminated after data[len]. On allocation
