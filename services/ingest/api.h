@@ -23,6 +23,13 @@ int api_register(ingest_t *ing);
 /* Frees what api_register created (before ing->api_pg and ing->base go). */
 void api_free(ingest_t *ing);
 
+/* Tests and fuzzing only (the service never calls it): while 'scope'
+ * ("account:<id>" or "directory:<id>", copied) is set, every request that
+ * carries a well-formed token is authenticated as that scope without asking
+ * PostgreSQL, so request handling can run with no database (ing->api_pg
+ * NULL: queries then answer 503). NULL restores the token lookup. */
+void api_set_test_scope(ingest_t *ing, const char *scope);
+
 /* ------------------------------------------------------------------------
  * For the api_*.c handlers.
  * ------------------------------------------------------------------------ */
