@@ -355,6 +355,15 @@ static event_error_t parse_binary(perr_t *pe, const char *value, size_t len,
     }
     if (t != JSON_OBJECT && t != JSON_ARRAY)
         return fail(pe, EVENT_ERR_INVALID_FIELD, "%s must be a JSON object or array", "data");
+    /* the value without the whitespace around it, like the spans of the
+     * other formats (job_decode would drop it, so payloads stay byte-exact) */
+    while (value[len - 1] == ' ' || value[len - 1] == '\t' || value[len - 1] == '\r' ||
+           value[len - 1] == '\n')
+        len--;
+    while (value[0] == ' ' || value[0] == '\t' || value[0] == '\r' || value[0] == '\n') {
+        value++;
+        len--;
+    }
     ev->data.p = value;
     ev->data.len = len;
     return cloudevent_owner(pe, ev, source, subject);
