@@ -34,9 +34,13 @@
 #define STALL_MS 1000
 #define DRAIN_CHUNK_MIN 100
 /* While the memory bound is reached, an endpoint counts as stalled after
- * PRESSURE_STALL_MS without progress (checked every PRESSURE_CHECK_MS). */
+ * PRESSURE_STALL_MS without progress (checked every PRESSURE_CHECK_MS).
+ * Both thresholds grow with the typical request duration (STALL_FACTOR
+ * times its moving average), so a loaded machine does not mistake slow
+ * for stalled and start parking everything. */
 #define PRESSURE_STALL_MS 100
 #define PRESSURE_CHECK_MS 50
+#define STALL_FACTOR 10
 
 enum {
     TAG_LOOKUP = 1, /* dedup lookup of consumed jobs (jobs[]) */
@@ -72,6 +76,7 @@ struct delivery {
     size_t held, held_bytes;
     bool pressure;       /* windows ignored: memory is tight */
     int64_t last_relieve_ms;
+    double latency_ewma_ms; /* moving average of answered requests' duration */
     int unconfirmed;     /* requests started whose outcome is not durable yet */
     int http_inflight;   /* requests the sender has */
     int ops_pending;     /* our store operations not back yet */
@@ -263,9 +268,18 @@ static bool must_park(const delivery_t *d, const endpoint_t *ep, const wjob_t *j
     return greylist_verdict(&ep->gl, d->threshold, j->source == WJOB_PARKED) == GL_PARK;
 }
 
+/* No answer for 'base' ms (or STALL_FACTOR typical requests) with every
+ * request slot of the endpoint busy. */
+static bool no_progress(const delivery_t *d, const endpoint_t *ep, int64_t now, int64_t base)
+{
+    int64_t typical = (int64_t)(d->latency_ewma_ms * STALL_FACTOR);
+    int64_t limit = typical > base ? typical : base;
+    return ep->inflight >= batcher_opts(d->b)->concurrency && now - ep->last_progress_ms > limit;
+}
+
 static bool stalled(const delivery_t *d, const endpoint_t *ep, int64_t now)
 {
-    return ep->inflight >= batcher_opts(d->b)->concurrency && now - ep->last_progress_ms > STALL_MS;
+    return no_progress(d, ep, now, STALL_MS);
 }
 
 /* Parks what a stalled endpoint has queued; from now on its new jobs queue
@@ -353,6 +367,8 @@ static void on_result(delivery_t *d, request_t *req, const send_result_t *r)
     strbuf_free(&req->body);
 
     outcome_t oc = r->cls == SEND_SUCCESS ? OC_SUCCESS : r->cls == SEND_GONE ? OC_GONE : OC_FAILURE;
+    if (r->status > 0) /* answered: a sample of how long requests take now */
+        d->latency_ewma_ms = d->latency_ewma_ms * 0.95 + (double)r->latency_us / 1000.0 * 0.05;
     metric_inc(d->m_requests[r->cls]);
     metric_observe(d->m_duration[oc], (double)r->latency_us / 1e6);
     metric_observe(d->m_batch, req->n);
@@ -697,8 +713,7 @@ static void relieve_endpoint(endpoint_t *ep, void *ud)
 {
     relieve_ctx_t *c = ud;
     if (ep->queued == 0 || ep->gl.until_ms != 0 || ep->gl.probing) return;
-    if (ep->inflight < batcher_opts(c->d->b)->concurrency) return;
-    if (c->now - ep->last_progress_ms <= PRESSURE_STALL_MS) return;
+    if (!no_progress(c->d, ep, c->now, PRESSURE_STALL_MS)) return;
     c->spilled += ep->queued;
     spill(c->d, ep);
 }

@@ -21,6 +21,7 @@
 #include "hookd/service.h"
 #include "hookd/util.h"
 
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,6 +136,9 @@ int main(int argc, char **argv)
     hookd_signals_t *sig = NULL;
     memset(&w, 0, sizeof(w));
     run.w = &w;
+    /* the threads (store, feeds, librdkafka) would each get a malloc arena
+     * that keeps freed memory: two arenas keep the resident size down */
+    mallopt(M_ARENA_MAX, 2);
 
     int early = hookd_service_setup("hookd-worker", HOOKD_SVC_WORKER, argc, argv, cli_opts,
                                     &w.cfg);

@@ -992,6 +992,10 @@ static void fail_all(store_t *s, store_op_t *list)
 
 static int prepare(store_t *s, char *err, size_t err_size)
 {
+    /* plan each round for the tables as they are now: a generic plan made
+     * while finished_jobs was empty would scan it sequentially for ever */
+    if (pg_exec(s->conn, "SET plan_cache_mode = force_custom_plan", 0, NULL, err, err_size) < 0)
+        return -1;
     PGresult *r = PQprepare(s->conn, SQL_HOT_NAME, SQL_HOT, SQL_HOT_PARAMS, NULL);
     int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : -1;
     if (rc < 0) snprintf(err, err_size, "%s", r ? PQresultErrorMessage(r) : PQerrorMessage(s->conn));
