@@ -627,7 +627,13 @@ static bool is_solo(delivery_t *d, const sub_t *sub, const wjob_t *j)
  * probe slot, or parked_jobs; or cancelled. */
 static void dispatch(delivery_t *d, wjob_t *j)
 {
-    if (d->abandoned) {
+    if (d->abandoned) { /* shutting down: a claimed job goes back at once */
+        if (j->source == WJOB_PARKED) {
+            store_op_t *op = store_op_new(STORE_LEASE);
+            op->release = true;
+            store_op_add_id(op, j->id);
+            store_submit(d->w->store, op);
+        }
         release(d, j);
         return;
     }

@@ -156,12 +156,12 @@ def test_hanging_endpoint_does_not_hold_up_a_healthy_one(db, kafka, services, re
 def test_stalled_endpoint_parks_its_queue_and_drains_it_in_order(db, kafka, services, receiver):
     db.migrate()
     sub = insert_subscription(db, receiver.url(), batch=False)
-    first = []
+    first, gate = [], threading.Event()
 
     def slow_first(req):
-        if not first:
+        if not first:  # the first request hangs until the test has seen the stall
             first.append(req)
-            time.sleep(2.5)  # longer than the stall threshold (1 s)
+            gate.wait(30)
         return None
 
     receiver.responder = slow_first
@@ -171,6 +171,8 @@ def test_stalled_endpoint_parks_its_queue_and_drains_it_in_order(db, kafka, serv
     wait_for(lambda: db.scalar("SELECT count(*) FROM parked_jobs") >= 100, timeout=20,
              message="the stalled endpoint's queue parked")
     assert any(r.get("msg") == "endpoint_stalled" for r in worker.log_records())
+    assert receiver.count() == 1
+    gate.set()
     wait_finished(db, [j["id"] for j in jobs], "delivered", timeout=60)
     sent = [r["headers"]["webhook-id"] for r in receiver.snapshot()]
     assert sent == [j["id"] for j in jobs]  # each once, in order, through PostgreSQL and back
