@@ -66,9 +66,9 @@ void delivery_begin_shutdown(delivery_t *d);
 /* True when nothing is left that could still complete: no request in
  * flight, nothing sendable queued, no store operation of ours pending. */
 bool delivery_settled(const delivery_t *d);
-/* Gives up on what is left: requests in flight are abandoned (sender_free
- * must follow before the loop runs again), held jobs dropped without
- * marking them done, leases of claimed jobs released. */
+/* Gives up on what is left (after sender_free abandoned the requests in
+ * flight): their jobs and every other held job are dropped without being
+ * marked done, leases of claimed jobs are released. */
 void delivery_abandon(delivery_t *d);
 
 /* Jobs held in memory / requests in flight (for logs and tests). */

@@ -236,8 +236,8 @@ out:
     health_stop(w.health);
     if (run.ready_ev) event_free(run.ready_ev);
     if (run.shutdown_ev) event_free(run.shutdown_ev);
-    if (w.dlv) delivery_abandon(w.dlv);
     sender_free(w.sender); /* abandons what is still in flight: re-sent after restart */
+    if (w.dlv) delivery_abandon(w.dlv); /* ... so its jobs are not done; leases go back */
     store_stop(w.store, STORE_FLUSH_TIMEOUT_MS); /* outcomes become durable, offsets done */
     scheduler_free(w.sched);
     consumer_close(w.cons); /* commits them, leaves the group */
