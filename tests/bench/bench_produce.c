@@ -18,7 +18,8 @@ typedef struct {
 static void usage(void)
 {
     fprintf(stderr, "usage: bench_produce --brokers B --topic T --count N [--mode events|jobs]\n"
-                    "  [--accounts A] [--body-bytes S] [--rate R] [--stamp] [--targets FILE]\n"
+                    "  [--accounts A] [--account-prefix P] [--body-bytes S] [--rate R] [--stamp]\n"
+                    "  [--targets FILE]\n"
                     "  targets file (jobs mode): lines '<subscription_id> <endpoint_id>'\n");
     exit(2);
 }
@@ -33,6 +34,7 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 int main(int argc, char **argv)
 {
     const char *brokers = NULL, *topic = NULL, *mode = "events", *targets_path = NULL;
+    const char *prefix = "acct_";
     long count = 0, accounts = 1000, body = 200, rate = 0;
     int stamp = 0;
     for (int i = 1; i < argc; i++) {
@@ -48,6 +50,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--body-bytes")) body = atol(v);
         else if (!strcmp(a, "--rate")) rate = atol(v);
         else if (!strcmp(a, "--targets")) targets_path = v;
+        else if (!strcmp(a, "--account-prefix")) prefix = v;
         else usage();
         i++;
     }
@@ -75,7 +78,7 @@ int main(int argc, char **argv)
     long failed = 0;
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err, sizeof(err)) ||
-        rd_kafka_conf_set(conf, "linger.ms", "20", err, sizeof(err)) ||
+        rd_kafka_conf_set(conf, "linger.ms", rate > 0 ? "1" : "20", err, sizeof(err)) ||
         rd_kafka_conf_set(conf, "batch.num.messages", "10000", err, sizeof(err)) ||
         rd_kafka_conf_set(conf, "queue.buffering.max.messages", "1000000", err, sizeof(err)) ||
         rd_kafka_conf_set(conf, "queue.buffering.max.kbytes", "1048576", err, sizeof(err))) {
@@ -110,12 +113,12 @@ int main(int argc, char **argv)
             struct timespec rt;
             clock_gettime(CLOCK_REALTIME, &rt);
             long long t_us = (long long)rt.tv_sec * 1000000 + rt.tv_nsec / 1000;
-            strbuf_printf(&b, "{\"id\":\"evt_%ld\",\"type\":\"client/created\",\"account\":\"acct_%ld\","
+            strbuf_printf(&b, "{\"id\":\"evt_%ld\",\"type\":\"client/created\",\"account\":\"%s%ld\","
                               "\"data\":{\"id\":%ld,",
-                          i, i % accounts, i);
+                          i, prefix, i % accounts, i);
             if (stamp) strbuf_printf(&b, "\"t_us\":%lld,", t_us);
             strbuf_printf(&b, "\"pad\":\"%s\"}}", pad);
-            snprintf(key, sizeof(key), "acct_%ld", i % accounts);
+            snprintf(key, sizeof(key), "%s%ld", prefix, i % accounts);
         } else {
             const target_t *t = &targets[i % n_targets];
             char ev_id[32], job_id[SIGN_JOB_ID_LEN + 1], when[40];

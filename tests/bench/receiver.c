@@ -8,7 +8,12 @@
  *
  * With --port 0 the first stdout line is "port=<n>". On SIGTERM/SIGINT it
  * prints "requests=<n> bytes=<n>" (bytes = request body bytes) and exits 0.
- * --count-file is rewritten (atomically) every 100 ms with the request count. */
+ * --count-file is rewritten (atomically) every 100 ms with the request count.
+ * --latency-file PATH: for every "t_us":<microseconds since the epoch> found in
+ * a request body (the benchmark stamps events with their send time), records
+ * now - t_us; on exit writes one latency in microseconds per line. A marker
+ * split across two reads is missed (rare; bodies are small). */
+#include <time.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
@@ -38,6 +43,7 @@ typedef struct opts {
     const char *hang_prefix;
     size_t hang_len;
     const char *count_file;
+    const char *latency_file;
     int threads;
 } opts_t;
 
@@ -50,6 +56,8 @@ typedef struct worker {
     pthread_t tid;
     _Atomic unsigned long long requests, bytes, hung;
     char *scratch; /* HEAD_MAX + READ_MAX: reads land here, connections keep only leftovers */
+    long long *lat; /* --latency-file samples (us), owned by this thread */
+    size_t n_lat, cap_lat;
 } worker_t;
 
 static worker_t workers[MAX_THREADS];
@@ -195,6 +203,32 @@ static void finish_request(conn_t *c)
     queue_out(c, response, response_len);
 }
 
+/* Records now - t_us for every "t_us":<digits> in body[0..len). */
+static void scan_latency(worker_t *w, const char *body, size_t len)
+{
+    static const char marker[] = "\"t_us\":";
+    const char *p = body, *end = body + len;
+    struct timespec ts;
+    long long now = -1;
+    while ((p = memmem(p, (size_t)(end - p), marker, sizeof(marker) - 1)) != NULL) {
+        p += sizeof(marker) - 1;
+        long long t = 0;
+        const char *d = p;
+        while (d < end && *d >= '0' && *d <= '9') t = t * 10 + (*d++ - '0');
+        if (d == p || d == end) continue;
+        if (now < 0) {
+            clock_gettime(CLOCK_REALTIME, &ts);
+            now = (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+        }
+        if (w->n_lat == w->cap_lat) {
+            w->cap_lat = w->cap_lat ? w->cap_lat * 2 : 65536;
+            w->lat = realloc(w->lat, w->cap_lat * sizeof(*w->lat));
+            if (!w->lat) abort();
+        }
+        w->lat[w->n_lat++] = now - t;
+    }
+}
+
 /* Consumes in[0..len). Returns how many bytes were used (the rest is an
  * incomplete head or line), or -1 to close the connection. */
 static long process(conn_t *c, char *in, size_t len)
@@ -206,6 +240,7 @@ static long process(conn_t *c, char *in, size_t len)
         size_t avail = len - pos;
         if (c->state == BODY_LENGTH || c->state == CHUNK_DATA) {
             size_t take = avail < c->remaining ? avail : c->remaining;
+            if (O.latency_file) scan_latency(c->w, p, take);
             pos += take;
             body += take;
             c->remaining -= take;
@@ -341,9 +376,19 @@ static void on_count_timer(evutil_socket_t fd, short what, void *arg)
     write_count_file();
 }
 
+static void write_latency_file(void)
+{
+    FILE *f = fopen(O.latency_file, "w");
+    if (!f) return;
+    for (int i = 0; i < O.threads; i++)
+        for (size_t k = 0; k < workers[i].n_lat; k++) fprintf(f, "%lld\n", workers[i].lat[k]);
+    fclose(f);
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     if (O.count_file) write_count_file();
+    if (O.latency_file) write_latency_file(); /* other threads may still append: benchmarks stop sending first */
     printf("requests=%llu bytes=%llu\n", total(offsetof(worker_t, requests)),
            total(offsetof(worker_t, bytes)));
     fprintf(stderr, "receiver: hung=%llu\n", total(offsetof(worker_t, hung)));
@@ -361,7 +406,7 @@ static void *thread_main(void *arg)
 static void usage(void)
 {
     fprintf(stderr, "usage: receiver --port N [--addr 127.0.0.1] [--status 204] "
-                    "[--hang-prefix /hang] [--count-file PATH] [--threads N]\n");
+                    "[--hang-prefix /hang] [--count-file PATH] [--latency-file PATH] [--threads N]\n");
     exit(2);
 }
 
@@ -411,6 +456,8 @@ int main(int argc, char **argv)
             O.hang_prefix = v;
         else if (strcmp(a, "--count-file") == 0)
             O.count_file = v;
+        else if (strcmp(a, "--latency-file") == 0)
+            O.latency_file = v;
         else if (strcmp(a, "--threads") == 0)
             O.threads = atoi(v);
         else
