@@ -314,7 +314,7 @@ static rd_kafka_t *new_client(consumer_t *c)
         set_default(cfg, conf, "fetch.wait.max.ms", "100", err, sizeof(err)) < 0 ||
         /* prefetch bounded for the memory budget; it holds most of a second of
          * work, as librdkafka 2.0 waits 1 s before fetching again once it is full */
-        set_default(cfg, conf, "queued.max.messages.kbytes", "8192", err, sizeof(err)) < 0 ||
+        set_default(cfg, conf, "queued.max.messages.kbytes", "6144", err, sizeof(err)) < 0 ||
         set_default(cfg, conf, "fetch.max.bytes", "8388608", err, sizeof(err)) < 0) {
         rd_kafka_conf_destroy(conf);
         log_error("kafka_config_failed error=\"%s\"", err);

@@ -21,8 +21,8 @@
 
 /* Memory bound: no messages are taken above these; windows are cut short
  * until below 3/4. */
-#define HELD_MAX_JOBS 10000
-#define HELD_MAX_BYTES (8u << 20)
+#define HELD_MAX_JOBS 8000
+#define HELD_MAX_BYTES (6u << 20)
 #define EXCERPT_MAX 1024
 /* An endpoint with every request slot busy and no completion for STALL_MS
  * is stalled (slow or dead): its queued jobs go to parked_jobs (reason
