@@ -46,6 +46,12 @@ typedef struct {
 
 static run_t run;
 
+/* A first SIGTERM/SIGINT arrived (also before the loop runs). */
+static bool stop_requested(const worker_t *w)
+{
+    return w->stopping || hookd_shutdown_requested();
+}
+
 /* Runs the loop without blocking so signals are seen during start-up. */
 static void sleep_ms(worker_t *w, long ms)
 {
@@ -58,7 +64,7 @@ static void sleep_ms(worker_t *w, long ms)
 static int wait_for_schema(worker_t *w)
 {
     char err[512];
-    for (int i = 0; !w->stopping; i++) {
+    for (int i = 0; !stop_requested(w); i++) {
         PGresult *r = pg_query(w->pg, "SELECT max(version) FROM schema_migrations", 0, NULL, err,
                                sizeof(err));
         bool ok = r && !PQgetisnull(r, 0, 0);
@@ -158,8 +164,10 @@ int main(int argc, char **argv)
 
     w.pg = pg_connect(w.cfg.database_url, "hookd-worker", 0, &w.stopping, err, sizeof(err));
     if (!w.pg) {
-        if (w.stopping) rc = 0;
-        else log_error("pg_unavailable error=\"%s\"", err);
+        if (stop_requested(&w))
+            rc = 0; /* SIGTERM while waiting for PostgreSQL */
+        else
+            log_error("pg_unavailable error=\"%s\"", err);
         goto out;
     }
     if (wait_for_schema(&w) < 0) {
@@ -174,9 +182,9 @@ int main(int argc, char **argv)
     w.subsync = subsync_start(w.cfg.database_url, "hookd-worker-subscriptions", &subcache_feed,
                               w.subs, w.cfg.matcher_reload_s, 30000);
     if (!w.subsync) goto out;
-    while (!subsync_loaded(w.subsync) && !w.stopping)
+    while (!subsync_loaded(w.subsync) && !stop_requested(&w))
         sleep_ms(&w, 100);
-    if (w.stopping) {
+    if (stop_requested(&w)) {
         rc = 0;
         goto out;
     }
@@ -228,7 +236,8 @@ int main(int argc, char **argv)
     log_info("listening addr=%s port=%d instance=%s", w.cfg.worker_http_addr,
              httpd_port(w.httpd), w.instance_id);
 
-    if (!w.stopping && event_base_dispatch(w.base) < 0) goto out;
+    /* (a signal that came during start-up calls on_stop on the first turn) */
+    if (event_base_dispatch(w.base) < 0) goto out;
     rc = 0;
 out:
     /* stop serving and checking first: they look at the consumer and metrics */
