@@ -19,7 +19,7 @@ static void usage(void)
 {
     fprintf(stderr, "usage: bench_produce --brokers B --topic T --count N [--mode events|jobs]\n"
                     "  [--accounts A] [--account-prefix P] [--body-bytes S] [--rate R] [--stamp]\n"
-                    "  [--targets FILE]\n"
+                    "  [--targets FILE] [--id-base N]\n"
                     "  targets file (jobs mode): lines '<subscription_id> <endpoint_id>'\n");
     exit(2);
 }
@@ -35,6 +35,7 @@ int main(int argc, char **argv)
 {
     const char *brokers = NULL, *topic = NULL, *mode = "events", *targets_path = NULL;
     const char *prefix = "acct_";
+    long id_base = 0; /* event ids are evt_<id_base + i> */
     long count = 0, accounts = 1000, body = 200, rate = 0;
     int stamp = 0;
     for (int i = 1; i < argc; i++) {
@@ -51,6 +52,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--rate")) rate = atol(v);
         else if (!strcmp(a, "--targets")) targets_path = v;
         else if (!strcmp(a, "--account-prefix")) prefix = v;
+        else if (!strcmp(a, "--id-base")) id_base = atol(v);
         else usage();
         i++;
     }
@@ -115,14 +117,14 @@ int main(int argc, char **argv)
             long long t_us = (long long)rt.tv_sec * 1000000 + rt.tv_nsec / 1000;
             strbuf_printf(&b, "{\"id\":\"evt_%ld\",\"type\":\"client/created\",\"account\":\"%s%ld\","
                               "\"data\":{\"id\":%ld,",
-                          i, prefix, i % accounts, i);
+                          id_base + i, prefix, i % accounts, i);
             if (stamp) strbuf_printf(&b, "\"t_us\":%lld,", t_us);
             strbuf_printf(&b, "\"pad\":\"%s\"}}", pad);
             snprintf(key, sizeof(key), "%s%ld", prefix, i % accounts);
         } else {
             const target_t *t = &targets[i % n_targets];
             char ev_id[32], job_id[SIGN_JOB_ID_LEN + 1], when[40];
-            int n = snprintf(ev_id, sizeof(ev_id), "evt_%ld", i);
+            int n = snprintf(ev_id, sizeof(ev_id), "evt_%ld", id_base + i);
             sign_job_id(ev_id, (size_t)n, t->sub, strlen(t->sub), job_id);
             hookd_format_time(hookd_now_ms(), when, sizeof(when));
             strbuf_printf(&b, "{\"v\":1,\"id\":\"%s\",\"event_id\":\"%s\",\"subscription_id\":\"%s\","
