@@ -442,7 +442,7 @@ static const char *reason(int status)
 
 int main(int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) usage();
         if (!v) usage();
@@ -462,7 +462,6 @@ int main(int argc, char **argv)
             O.threads = atoi(v);
         else
             usage();
-        i++;
     }
     if (O.port < 0 || O.port > 65535 || O.status < 100 || O.status > 999 || O.threads < 1 ||
         O.threads > MAX_THREADS)
