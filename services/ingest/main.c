@@ -71,11 +71,26 @@ done:
     return rc;
 }
 
+static struct event *stop_tick; /* checks whether the pipeline has drained */
+
+static void on_stop_tick(evutil_socket_t fd, short what, void *ud)
+{
+    ingest_t *ing = ud;
+    (void)fd;
+    (void)what;
+    if (pipeline_done(ing->pipeline)) event_base_loopexit(ing->base, NULL);
+}
+
+/* First SIGTERM/SIGINT: the pipeline drains on its thread while the loop
+ * keeps running, so /healthz answers and a second signal exits at once. */
 static void on_stop(void *ud)
 {
     ingest_t *ing = ud;
     ing->stopping = 1;
-    event_base_loopexit(ing->base, NULL);
+    pipeline_begin_stop(ing->pipeline);
+    struct timeval tv = {0, 20 * 1000};
+    stop_tick = event_new(ing->base, -1, EV_PERSIST, on_stop_tick, ing);
+    if (!stop_tick || event_add(stop_tick, &tv) < 0) event_base_loopexit(ing->base, NULL);
 }
 
 static rd_kafka_t *new_producer(ingest_t *ing)
@@ -179,6 +194,7 @@ out:
     }
     PQfinish(ing.api_pg);
     hookd_signals_free(sig);
+    if (stop_tick) event_free(stop_tick);
     if (ing.base) event_base_free(ing.base);
     hookd_config_free(&ing.cfg);
     metrics_shutdown();

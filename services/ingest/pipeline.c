@@ -85,6 +85,7 @@ struct pipeline {
     bool thread_started;
     atomic_int stop;
     atomic_bool failed;
+    atomic_bool finished; /* the thread has drained, committed and closed the consumer */
     rd_kafka_t *consumer, *producer;
     rd_kafka_queue_t *cq, *pq; /* consumer queue; producer main queue (delivery reports) */
     int wake[2];               /* pipe librdkafka writes to when either queue gets work */
@@ -958,6 +959,7 @@ static void *run(void *arg)
     }
     shutdown_pipeline(p);
 out:
+    atomic_store(&p->finished, true);
     return NULL;
 }
 
@@ -1188,15 +1190,25 @@ bool pipeline_failed(const pipeline_t *p)
     return p && atomic_load(&p->failed);
 }
 
-void pipeline_stop(pipeline_t *p)
+void pipeline_begin_stop(pipeline_t *p)
 {
     if (!p) return;
     atomic_store(&p->stop, 1);
-    if (p->thread_started) {
-        if (write(p->wake[1], "s", 1) < 0) { /* the thread also polls with a timeout */
-        }
-        pthread_join(p->thread, NULL);
+    if (p->thread_started && write(p->wake[1], "s", 1) < 0) {
+        /* the thread also polls with a timeout */
     }
+}
+
+bool pipeline_done(const pipeline_t *p)
+{
+    return !p || !p->thread_started || atomic_load(&p->finished);
+}
+
+void pipeline_stop(pipeline_t *p)
+{
+    if (!p) return;
+    pipeline_begin_stop(p);
+    if (p->thread_started) pthread_join(p->thread, NULL);
     log_info("pipeline_stopped");
     destroy(p);
 }

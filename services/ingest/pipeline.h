@@ -26,6 +26,13 @@ pipeline_t *pipeline_start(ingest_t *ing, char *err, size_t err_size);
  * main loop ends; main exits non-zero. */
 bool pipeline_failed(const pipeline_t *p);
 
+/* Tells the pipeline thread to stop consuming and drain (as pipeline_stop
+ * describes) and returns at once; pipeline_done() turns true when the thread
+ * has finished. Lets the main loop keep running meanwhile (health, metrics,
+ * a second signal). NULL is a no-op. Main thread. */
+void pipeline_begin_stop(pipeline_t *p);
+bool pipeline_done(const pipeline_t *p);
+
 /* Stops consuming, waits up to HOOKD_SHUTDOWN_TIMEOUT_S for the broker to
  * acknowledge what was produced, commits what is done, leaves the group and
  * frees everything. NULL is a no-op. */
