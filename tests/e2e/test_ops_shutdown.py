@@ -1,0 +1,134 @@
+"""Graceful shutdown of the whole system (SPEC §8, issue 7): SIGTERM during
+a 5,000-event load (events -> ingest -> worker -> receiver). Each service
+stops consuming, finishes or persists its in-flight work, commits and exits
+0 within HOOKD_SHUTDOWN_TIMEOUT_S; after a restart every event is
+delivered, and only requests in flight at the signal may arrive twice (with
+the same webhook-id). Also each service alone, and a second signal (exit at
+once, status 1) which loses nothing either."""
+
+import signal
+import time
+
+from harness import metric, wait_for
+from ingest_helpers import JOBS, jobs
+from ops_helpers import (MAX_INFLIGHT, SHUTDOWN_TIMEOUT_S, Load, Stack, delivery_report,
+                         log_msgs, log_value, stop_in_time)
+
+EVENTS = 5000
+JOB_PARTITIONS = 4  # conftest.DEFAULT_TOPICS
+
+
+def test_sigterm_both_services_during_load(services, db, kafka, receiver):
+    stack = Stack(services, db, kafka, receiver, tag="both").start()
+    evs = stack.events(EVENTS)
+    expected = stack.job_ids(evs)
+    receiver.delay = 0.01  # so that requests are in flight at the signal
+    load = Load(kafka, evs, chunk=50, pause=0.06)  # ~6 s of events
+    wait_for(lambda: receiver.count() >= 1000, timeout=60, message="deliveries under way")
+
+    # both at once, mid-load
+    (rc_w, worker_exit), (rc_i, _) = stop_in_time(stack.worker, stack.ingest)
+    assert (rc_w, rc_i) == (0, 0), (stack.worker.logs()[-2000:], stack.ingest.logs()[-2000:])
+    assert "shutdown_settled" in log_msgs(stack.worker)  # in-flight work finished, not cut
+    in_flight = log_value(stack.worker, "shutdown_begin", "in_flight")
+    delivered_before = receiver.count()
+    assert 0 < delivered_before < len(expected)
+
+    load.join_ok()  # the rest of the load arrives while both are down
+    restarted = time.time()
+    stack.ingest.restart()
+    stack.worker.restart()
+    stack.wait_delivered(expected, timeout=90)
+
+    report = delivery_report(stack, run_starts=[restarted])
+    assert set(report.by_id) == expected
+    # a job is sent again only if its request was in flight at the signal
+    resent = report.resent_after(0)
+    assert report.dups == resent
+    assert len(resent) <= in_flight <= MAX_INFLIGHT
+    assert all(r["time"] <= worker_exit for i in resent for r in report.by_id[i][:1])
+    # ingest committed what it had published: no job published twice
+    ids = [j["id"] for j in jobs(kafka)]
+    assert len(ids) == len(set(ids)) == len(expected)
+    print("\nSIGTERM both: %d of %d delivered before the signal, %d in flight at it, %d sent twice"
+          % (delivered_before, len(expected), in_flight, len(report.dups)))
+
+
+def test_sigterm_ingest_then_worker_separately(services, db, kafka, receiver):
+    stack = Stack(services, db, kafka, receiver, tag="sep").start()
+    evs = stack.events(EVENTS)
+    expected = stack.job_ids(evs)
+    receiver.delay = 0.01
+    load = Load(kafka, evs, pause=0.05)
+
+    # ingest alone: the worker goes on delivering what was published
+    wait_for(lambda: receiver.count() >= 500, timeout=60, message="deliveries under way")
+    ((rc, _),) = stop_in_time(stack.ingest)
+    assert rc == 0, stack.ingest.logs()[-3000:]
+    published = len(jobs(kafka))
+    wait_for(lambda: receiver.count() >= published, timeout=60,
+             message="the worker to deliver what ingest published before it stopped")
+    stack.ingest.restart()
+
+    # worker alone: ingest goes on publishing
+    wait_for(lambda: receiver.count() >= published + 500, timeout=60,
+             message="deliveries after the ingest restart")
+    ((rc, _),) = stop_in_time(stack.worker)
+    assert rc == 0, stack.worker.logs()[-3000:]
+    in_flight = log_value(stack.worker, "shutdown_begin", "in_flight")
+    restarted = time.time()
+    stack.worker.restart()
+
+    load.join_ok()
+    stack.wait_delivered(expected, timeout=90)
+    report = delivery_report(stack, run_starts=[restarted])
+    assert set(report.by_id) == expected
+    assert report.dups == report.resent_after(0)
+    assert len(report.dups) <= in_flight
+    ids = [j["id"] for j in jobs(kafka)]
+    assert len(ids) == len(set(ids)) == len(expected)
+    print("\nSIGTERM ingest, then worker: %d in flight at the worker's signal, %d sent twice"
+          % (in_flight, len(report.dups)))
+
+
+def test_second_signal_exits_at_once_and_loses_nothing(services, db, kafka, receiver):
+    """The second SIGTERM comes while both services are still busy with the
+    first: the worker has requests in flight to a slow receiver, ingest
+    waits for acknowledgements from a jobs topic without leaders. Both exit
+    at once with status 1; restarted, they deliver everything."""
+    stack = Stack(services, db, kafka, receiver, tag="twice").start()
+    evs = stack.events(3000)
+    expected = stack.job_ids(evs)
+    receiver.delay = 0.05
+    load = Load(kafka, evs[:2500])
+    wait_for(lambda: receiver.count() >= 300, timeout=60, message="deliveries under way")
+    for p in range(JOB_PARTITIONS):
+        kafka.partition_leader(JOBS, p, "none")
+    load.join_ok()
+    load = Load(kafka, evs[2500:])  # their jobs cannot be acknowledged now
+    wait_for(lambda: metric(stack.ingest.metrics(), "hookd_jobs_pending") > 0, timeout=20,
+             message="jobs waiting for acknowledgement")
+
+    for svc in (stack.worker, stack.ingest):
+        svc.proc.send_signal(signal.SIGTERM)
+    wait_for(lambda: "shutdown_begin" in log_msgs(stack.worker)
+             and "pipeline_stopping" in log_msgs(stack.ingest), timeout=10,
+             message="both to begin their shutdown")
+    (rc_w, _), (rc_i, _) = stop_in_time(stack.worker, stack.ingest, timeout=5)
+    assert (rc_w, rc_i) == (1, 1)
+    assert "shutdown_forced" in log_msgs(stack.worker) and "shutdown_forced" in log_msgs(stack.ingest)
+    receiver.delay = 0
+    for p in range(JOB_PARTITIONS):
+        kafka.partition_leader(JOBS, p, 1 + p % 3)
+
+    load.join_ok()
+    restarted = time.time()
+    stack.ingest.restart()
+    stack.worker.restart()
+    stack.wait_delivered(expected, timeout=90)
+    report = delivery_report(stack, run_starts=[restarted])
+    assert set(report.by_id) == expected
+    # only what was in flight when the process ended may come again
+    assert report.dups == report.resent_after(0)
+    assert len(report.dups) <= MAX_INFLIGHT
+    print("\nsecond signal: %d jobs sent twice (in flight at the forced exit)" % len(report.dups))
