@@ -50,7 +50,7 @@ def test_sigterm_both_services_during_load(services, db, kafka, receiver):
     # ingest committed what it had published: no job published twice
     ids = [j["id"] for j in jobs(kafka)]
     assert len(ids) == len(set(ids)) == len(expected)
-    print("\nSIGTERM both: %d of %d delivered before the signal, %d in flight at it, %d sent twice"
+    print("\nSIGTERM both: %d of %d delivered by the first run, %d in flight at the signal, %d sent twice"
           % (delivered_before, len(expected), in_flight, len(report.dups)))
 
 
