@@ -12,7 +12,8 @@
  * parity), so body parsing, field and URL checks and the event type syntax
  * checks run for real; anything that needs a query answers 503. Host names
  * in target URLs are not resolved (see getaddrinfo below): a fuzzer must
- * not send DNS queries. */
+ * not send DNS queries. HOOKD_FUZZ_DUMP=1 prints every reply (to check
+ * what seeds reach: fuzz_api -runs=0 tests/fuzz/corpus/api). */
 #include "api.h"
 #include "ingest.h"
 
