@@ -3,6 +3,7 @@
 #include "ingest.h"
 #include "api.h"
 #include "pipeline.h"
+#include "replay.h"
 
 #include "hookd/kafka.h"
 #include "hookd/log.h"
@@ -14,6 +15,7 @@
 #include <string.h>
 
 static const char *opt_migrate, *opt_create_token, *opt_scope, *opt_name, *opt_markdown;
+static const char *opt_replay, *opt_reason, *opt_from_offset, *opt_to_topic;
 
 static const hookd_cli_opt_t cli_opts[] = {
     {"--migrate", false, "apply pending schema migrations and exit", &opt_migrate},
@@ -23,6 +25,15 @@ static const hookd_cli_opt_t cli_opts[] = {
     {"--name", true, "token name (a label for admins)", &opt_name},
     {"--config-markdown", false, "print the configuration table as Markdown and exit",
      &opt_markdown},
+    {"--replay-dlq", false,
+     "republish the dead letters of HOOKD_DLQ_TOPIC to their source topic, print "
+     "\"replayed=N skipped=M\" and exit",
+     &opt_replay},
+    {"--reason", true, "with --replay-dlq: only dead letters of this reason (e.g. unknown_type)",
+     &opt_reason},
+    {"--from-offset", true, "with --replay-dlq: start at this offset of every partition",
+     &opt_from_offset},
+    {"--to-topic", true, "with --replay-dlq: republish to this topic instead", &opt_to_topic},
     {NULL, false, NULL, NULL},
 };
 
@@ -132,6 +143,18 @@ int main(int argc, char **argv)
     }
     if (opt_create_token) {
         rc = create_token(&ing);
+        goto out;
+    }
+    if (opt_replay || opt_reason || opt_from_offset || opt_to_topic) {
+        replay_opts_t ro;
+        if (!opt_replay || replay_opts_parse(&ing.cfg, opt_reason, opt_from_offset,
+                                             opt_to_topic, &ro, err, sizeof(err)) < 0) {
+            fprintf(stderr, "hookd-ingest: %s\n",
+                    opt_replay ? err : "--reason, --from-offset and --to-topic need --replay-dlq");
+            rc = 2;
+            goto out;
+        }
+        rc = replay_dlq(&ing.cfg, &ro);
         goto out;
     }
     log_info("starting version=%s", HOOKD_VERSION);
