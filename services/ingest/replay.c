@@ -306,6 +306,7 @@ int replay_dlq(const hookd_config_t *cfg, const replay_opts_t *opts)
     rd_kafka_topic_partition_list_t *assign = NULL;
     long skipped = 0, failed = 0;
     int64_t total = 0;
+    int n_parts = 0;
     bool ok = false;
     rd_kafka_t *prod = NULL, *cons = new_client(cfg, RD_KAFKA_CONSUMER, NULL, err, sizeof(err));
     if (cons) prod = new_client(cfg, RD_KAFKA_PRODUCER, &st, err, sizeof(err));
@@ -315,6 +316,7 @@ int replay_dlq(const hookd_config_t *cfg, const replay_opts_t *opts)
     }
     int n =
         plan(cons, cfg->dlq_topic, opts->from_offset, &parts, &assign, &total, err, sizeof(err));
+    n_parts = n > 0 ? n : 0;
     if (n < 0) {
         log_error("dlq_replay_failed error=\"%s\"", err);
         goto done;
@@ -390,8 +392,14 @@ done:
     if (!ok) printf(" failed=%ld", failed + st.failed);
     printf("\n");
     fflush(stdout);
-    log_info("dlq_replay_done topic=%s replayed=%ld skipped=%ld failed=%ld complete=%s",
-             cfg->dlq_topic, st.acked, skipped, failed + st.failed, ok ? "true" : "false");
+    char ends[512] = ""; /* where a replay of only newer dead letters starts (--from-offset) */
+    for (int i = 0; i < n_parts; i++) {
+        size_t used = strlen(ends);
+        snprintf(ends + used, sizeof(ends) - used, "%s%d:%lld", used ? "," : "",
+                 (int)parts[i].partition, (long long)parts[i].end);
+    }
+    log_info("dlq_replay_done topic=%s replayed=%ld skipped=%ld failed=%ld complete=%s ends=%s",
+             cfg->dlq_topic, st.acked, skipped, failed + st.failed, ok ? "true" : "false", ends);
     if (assign) rd_kafka_topic_partition_list_destroy(assign);
     free(parts);
     if (cons) {

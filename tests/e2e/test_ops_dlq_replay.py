@@ -97,6 +97,8 @@ def test_replay_range_to_another_topic_and_bad_options(services, db, kafka):
 
     out = replay_dlq(kafka, "--from-offset", "4", "--to-topic", "ops.side")
     assert (out.returncode, out.stdout) == (0, "replayed=2 skipped=0\n"), out.stderr
+    done = [json.loads(line) for line in out.stderr.splitlines() if '"dlq_replay_done"' in line]
+    assert done and done[0]["ends"] == "0:6"  # where the next replay of newer ones starts
     side = consume_all(kafka.bootstrap, "ops.side")
     want = [d for d in letters if d["offset"] >= 4]
     assert sorted((m[0], m[1]) for m in side) == sorted((d["key"], d["value"]) for d in want)

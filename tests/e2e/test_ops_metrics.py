@@ -4,14 +4,17 @@ unmatched, jobs published; deliveries by outcome and class against what the
 receivers answered (one endpoint answers 500 for a while, one 410, one is
 down and gets grey-listed) and against the delivery log; consumer lag back
 to 0; the grey-listed endpoints and parked jobs gauges match the
-hookd_failing_endpoints view. Every scrape passes `promtool check metrics`."""
+hookd_failing_endpoints view. Every scrape passes `promtool check metrics`,
+and the README's metrics reference lists exactly the metrics exposed."""
 
 import collections
 import json
+import pathlib
 import random
+import re
 import threading
 
-from harness import wait_for
+from harness import SOURCE_DIR, http_request, wait_for
 from ingest_helpers import (dead_letters, event, expected_job_id, jobs, send, wait_caught_up,
                             wait_subscriptions)
 from ops_helpers import OPS_INGEST, OPS_WORKER, metric, scrape, series
@@ -169,3 +172,30 @@ def test_metrics_agree_with_what_was_sent(services, db, kafka, receiver):
         {"success": ok, "failure": failures, "failed": 0, "gone": 1, "cancelled": COUNTS["gone"] - 1,
          "parked": parked}
     print("\nworker metrics: %s; delivery log: %s" % (outcomes, logged))
+    check_readme_reference(ingest, worker)
+
+
+def exposed_names(svc):
+    """Metric names of a service's /metrics (from its # TYPE lines)."""
+    status, _, body = http_request("GET", svc.url("/metrics"))
+    assert status == 200
+    return set(re.findall(r"^# TYPE (\S+) ", body.decode(), re.M))
+
+
+def check_readme_reference(ingest, worker):
+    """The README's metrics reference (Operations) lists exactly the metric
+    names each service exposes (call once every labelled series exists)."""
+    exposed = {"ingest": exposed_names(ingest), "worker": exposed_names(worker)}
+    text = (pathlib.Path(SOURCE_DIR) / "README.md").read_text()
+    start = text.index("\n### Metrics reference\n", text.index("\n## Operations\n"))
+    table = text[start:text.index("\n### ", start + 1)]
+    documented = {"ingest": set(), "worker": set()}
+    for row in re.findall(r"^\| (`hookd_.*?) \|.*\| (ingest|worker|both) \|", table, re.M):
+        names = set(re.findall(r"`(hookd_[a-z_]+)`", row[0]))
+        for svc in (("ingest", "worker") if row[1] == "both" else (row[1],)):
+            documented[svc] |= names
+    for svc in ("ingest", "worker"):
+        assert exposed[svc] - documented[svc] == set(), \
+            f"{svc} exposes metrics the README's metrics reference does not list"
+        assert documented[svc] - exposed[svc] == set(), \
+            f"the README's metrics reference lists {svc} metrics it does not expose"
