@@ -23,7 +23,7 @@ def test_sigterm_both_services_during_load(services, db, kafka, receiver):
     evs = stack.events(EVENTS)
     expected = stack.job_ids(evs)
     receiver.delay = 0.01  # so that requests are in flight at the signal
-    load = Load(kafka, evs, chunk=50, pause=0.06)  # ~6 s of events
+    load = Load(kafka, evs[:3000], chunk=50, pause=0.06)  # ~4 s of events
     wait_for(lambda: receiver.count() >= 1000, timeout=60, message="deliveries under way")
 
     # both at once, mid-load
@@ -34,7 +34,8 @@ def test_sigterm_both_services_during_load(services, db, kafka, receiver):
     delivered_before = receiver.count()
     assert 0 < delivered_before < len(expected)
 
-    load.join_ok()  # the rest of the load arrives while both are down
+    load.join_ok()
+    Load(kafka, evs[3000:]).join_ok()  # the rest of the load arrives while both are down
     restarted = time.time()
     stack.ingest.restart()
     stack.worker.restart()
@@ -59,15 +60,19 @@ def test_sigterm_ingest_then_worker_separately(services, db, kafka, receiver):
     evs = stack.events(EVENTS)
     expected = stack.job_ids(evs)
     receiver.delay = 0.01
-    load = Load(kafka, evs, pause=0.05)
+    half = EVENTS // 2
+    load = Load(kafka, evs[:half], chunk=50, pause=0.06)
 
     # ingest alone: the worker goes on delivering what was published
     wait_for(lambda: receiver.count() >= 500, timeout=60, message="deliveries under way")
     ((rc, _),) = stop_in_time(stack.ingest)
     assert rc == 0, stack.ingest.logs()[-3000:]
+    load.join_ok()
     published = len(jobs(kafka))
+    assert published <= half
     wait_for(lambda: receiver.count() >= published, timeout=60,
              message="the worker to deliver what ingest published before it stopped")
+    load = Load(kafka, evs[half:], chunk=50, pause=0.06)  # events wait for the restarted ingest
     stack.ingest.restart()
 
     # worker alone: ingest goes on publishing
