@@ -289,7 +289,12 @@ void batcher_pump(batcher_t *b)
         if (!b->ready_head) b->ready_tail = NULL;
         ep->ready = false;
         ep->rnext = NULL;
-        if (!batcher_due(b, ep, hookd_mono_ms())) continue;
+        if (!batcher_due(b, ep, hookd_mono_ms())) {
+            /* no longer due (e.g. flush_all ended while it waited for a slot):
+             * wait for its window again, or it would stay queued for good */
+            batcher_check(b, ep);
+            continue;
+        }
         if (!b->h.send(ep, b->ud)) continue;
         /* round-robin: if it still has something due, it goes to the back */
         if (batcher_due(b, ep, hookd_mono_ms())) {

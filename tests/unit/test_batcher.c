@@ -151,6 +151,33 @@ static void test_due_rules(void **state)
     batcher_free(b);
 }
 
+/* An endpoint made due by flush_all that waits for a global slot until
+ * flush_all has ended is not due when its turn comes: it must wait for its
+ * window again, not drop out of the batcher with its jobs still queued. */
+static void test_flush_all_ends_while_waiting_for_a_slot(void **state)
+{
+    (void)state;
+    fake_t f;
+    batcher_t *b = make(&f, 150, 100, 1 << 20, 1);
+    f.slots = 0;
+    endpoint_t *ep = batcher_endpoint(b, "A", true);
+    batcher_set_flush_all(b, true);
+    batcher_enqueue(b, ep, job(10, false));
+    run_now();
+    assert_int_equal(f.sends, 0); /* due, but no global slot */
+    batcher_set_flush_all(b, false);
+    f.slots = 1;
+    batcher_kick(b);
+    run_now();
+    assert_int_equal(f.sends, 0); /* inside the window again */
+    int64_t t0 = hookd_mono_ms();
+    while (f.sends == 0 && hookd_mono_ms() - t0 < 5000)
+        event_base_loop(base, EVLOOP_ONCE);
+    assert_int_equal(f.sends, 1); /* sent when the window ended */
+    assert_int_equal(batcher_queued(b), 0);
+    batcher_free(b);
+}
+
 static void test_window_zero_and_slots(void **state)
 {
     (void)state;
@@ -259,6 +286,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_window_then_send),
         cmocka_unit_test(test_due_rules),
+        cmocka_unit_test(test_flush_all_ends_while_waiting_for_a_slot),
         cmocka_unit_test(test_window_zero_and_slots),
         cmocka_unit_test(test_round_robin),
         cmocka_unit_test(test_queue_surgery_and_gc),
