@@ -36,7 +36,7 @@ static void *monitor(void *arg)
     health_t *h = arg;
     PGconn *pg = NULL;
     char err[256];
-    bool was_pg = true, was_kafka = true;
+    bool was_pg = true, was_kafka = true, kafka_failed_once = false;
     pthread_mutex_lock(&h->lock);
     while (!h->stop) {
         pthread_mutex_unlock(&h->lock);
@@ -50,7 +50,15 @@ static void *monitor(void *arg)
             pg_ok = r != NULL;
             PQclear(r);
         }
+        /* one lost metadata answer (a broker going down mid-request) is not
+         * an outage: Kafka is down after two failed checks in a row */
         bool kafka_ok = h->rk ? hookd_kafka_ping(h->rk, 2000) : true;
+        if (!kafka_ok && was_kafka && !kafka_failed_once) {
+            kafka_failed_once = true;
+            kafka_ok = true;
+        } else if (kafka_ok) {
+            kafka_failed_once = false;
+        }
         atomic_store(&h->pg_ok, pg_ok);
         atomic_store(&h->kafka_ok, kafka_ok);
         metric_set(h->up_pg, pg_ok);

@@ -96,11 +96,35 @@ static volatile sig_atomic_t signal_count;
 static volatile sig_atomic_t last_signal;
 static int signal_pipe[2] = {-1, -1};
 
+static volatile sig_atomic_t exit_on_second = 1;
+static char forced_line[768] = "shutdown_forced\n";
+static volatile sig_atomic_t forced_len = 16;
+
+/* Pre-formats the log line the signal handler writes on a forced exit (it
+ * cannot format or allocate itself). */
+static void prepare_forced_line(void)
+{
+    char line[sizeof(forced_line) - 1];
+    size_t n = hookd_log_format_line(line, sizeof(line), HOOKD_LOG_WARN,
+                                     "shutdown_forced reason=second_signal");
+    forced_len = 0;
+    memcpy(forced_line, line, n);
+    forced_line[n] = '\n';
+    forced_len = (sig_atomic_t)(n + 1);
+}
+
 static void on_raw_signal(int sig)
 {
     int saved = errno;
     signal_count++;
     last_signal = sig;
+    /* A second signal ends the process at once, even while the event loop is
+     * not running any more (final flushes): uncommitted work is replayed. */
+    if (signal_count >= 2 && exit_on_second) {
+        ssize_t w = write(STDERR_FILENO, forced_line, (size_t)forced_len);
+        (void)w;
+        _exit(1);
+    }
     if (signal_pipe[1] >= 0) {
         ssize_t w = write(signal_pipe[1], "s", 1);
         (void)w;
@@ -146,6 +170,7 @@ static void on_signal_pipe(evutil_socket_t fd, short what, void *arg)
         s->handled++;
         if (s->handled == 1) {
             log_info("shutdown_requested signal=%s", name);
+            prepare_forced_line(); /* fresh timestamp for a forced exit */
             s->on_stop(s->ud);
             continue;
         }
@@ -166,6 +191,8 @@ hookd_signals_t *hookd_signals_new(struct event_base *base, void (*on_stop)(void
     s->on_stop = on_stop;
     s->on_force = on_force;
     s->ud = ud;
+    exit_on_second = on_force == NULL;
+    prepare_forced_line();
     s->ev = event_new(base, signal_pipe[0], EV_READ | EV_PERSIST, on_signal_pipe, s);
     if (!s->ev || event_add(s->ev, NULL) < 0) {
         hookd_signals_free(s);
