@@ -1,12 +1,13 @@
 """Helpers for the reliability suite (test_chaos.py, test_api_load.py).
 
-- RecordingReceiver: an HTTP/1.1 receiver in a process of its own (asyncio,
-  keep-alive; 1,000 endpoints' connections need no thread each and the
-  test's GIL stays free) that answers 204 to every POST (after a random
-  delay up to delay_max_ms, like a receiver doing some work) and writes one
-  line per request to a log file: receive time, connection number,
-  webhook-id, path and the event ids of the body's items. ReceiverLog reads those lines
-  incrementally.
+- RecordingReceiver: an HTTP/1.1 receiver in a process of its own (one
+  selector loop, keep-alive: 1,000 endpoints' connections need no thread
+  each, and the test's GIL stays free) that answers 204 to every POST
+  (after a random delay up to delay_max_ms, like a receiver doing some
+  work) and writes one line per request to a log file: the kernel's
+  receive time (SO_TIMESTAMPNS, not shifted by a busy receiver),
+  connection number, webhook-id, path and the event ids of the body's
+  items. ReceiverLog reads those lines incrementally.
 - The chaos test's subscription plan (account- and directory-scoped, every
   body format and payload mode, status filters) and an independent matcher
   that says which (event, subscription) pairs must be delivered.
@@ -17,10 +18,10 @@ Run as a script, this file is the receiver:
 (prints "port=<n>"; SIGTERM stops it)
 """
 
-import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -52,100 +53,164 @@ def item_event_ids(body):
     return out
 
 
-class _Conn(asyncio.Protocol):
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; cmsg type SCM_TIMESTAMPNS
+
+
+class _Conn:
+    """One keep-alive connection: parses requests (Content-Length bodies),
+    records each with the kernel's receive time of its last bytes, answers
+    204 (after the random delay)."""
     seq = 0
 
-    def __init__(self, out, delay_max_s, rnd):
+    def __init__(self, sock, out):
+        self.sock = sock
         self.out = out
-        self.delay_max_s = delay_max_s
-        self.rnd = rnd
         self.buf = bytearray()
+        self.pending = b""  # response bytes the socket did not take yet
         self.continued = False
         _Conn.seq += 1
         self.conn_id = _Conn.seq
 
-    def connection_made(self, transport):
-        self.transport = transport
-
-    def data_received(self, data):
+    def feed(self, data, stamp):
+        """Consumes received bytes; returns the number of complete requests."""
         self.buf += data
+        done = 0
         while True:
             end = self.buf.find(b"\r\n\r\n")
             if end < 0:
                 if len(self.buf) > MAX_HEAD:
-                    self._error("request head too large")
-                return
+                    raise ValueError("request head too large")
+                return done
             head = bytes(self.buf[:end]).decode("latin-1").split("\r\n")
             headers = {}
             for line in head[1:]:
                 name, _, value = line.partition(":")
                 headers[name.strip().lower()] = value.strip()
             if "chunked" in headers.get("transfer-encoding", "").lower():
-                self._error("chunked request body")
-                return
+                raise ValueError("chunked request body")
             length = int(headers.get("content-length") or 0)
             if len(self.buf) < end + 4 + length:
                 if headers.get("expect", "").lower() == "100-continue" and not self.continued:
                     self.continued = True
-                    self.transport.write(CONTINUE_100)
-                return
+                    self.write(CONTINUE_100)
+                return done
             body = bytes(self.buf[end + 4:end + 4 + length])
             del self.buf[:end + 4 + length]
             self.continued = False
-            self._record(head[0], headers, body)
-            if self.delay_max_s:  # like a receiver doing some work (no pipelining: one at a time)
-                asyncio.get_running_loop().call_later(self.rnd.uniform(0, self.delay_max_s),
-                                                      self._respond)
-            else:
-                self._respond()
+            self.record(stamp, head[0], headers, body)
+            done += 1
 
-    def _respond(self):
-        if not self.transport.is_closing():
-            self.transport.write(RESPONSE_204)
-
-    def _record(self, request_line, headers, body):
+    def record(self, stamp, request_line, headers, body):
         parts = request_line.split(" ")
         path = parts[1] if len(parts) == 3 else "?"
         try:
             ids = ",".join(item_event_ids(body)) if parts[0] == "POST" else "-"
         except Exception as exc:  # recorded; the test fails on it
             ids = "!" + repr(exc).replace(" ", "_").replace("\n", "_")[:200]
-        self.out.append("%.6f %d %s %s %s\n" % (time.time(), self.conn_id,
+        self.out.append("%.6f %d %s %s %s\n" % (stamp, self.conn_id,
                                                 headers.get("webhook-id", "-") or "-", path, ids))
 
-    def _error(self, why):
-        self.out.append("%.6f %d - ? !%s\n" % (time.time(), self.conn_id, why.replace(" ", "_")))
-        self.transport.close()
+    def write(self, data):
+        data = self.pending + data
+        try:
+            n = self.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        self.pending = data[n:]
 
 
 def _receiver_main(log_path, delay_max_ms):
+    """The receiver loop: a selector over the listener and the connections,
+    a heap of delayed responses. Receive times come from the kernel
+    (SO_TIMESTAMPNS), so a busy receiver does not shift them: a request
+    of a killed sender is always stamped before its death."""
+    import heapq
     import random
+    import selectors
+    import struct
     rnd = random.Random()
     out = []
     log = open(log_path, "a", buffering=1 << 20)
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    signal.signal(signal.SIGINT, lambda *_: stop.append(1))
+    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(4096)
+    lsock.setblocking(False)
+    sel = selectors.DefaultSelector()
+    sel.register(lsock, selectors.EVENT_READ, None)
+    print("port=%d" % lsock.getsockname()[1], flush=True)
+    due = []  # (time, seq, conn) of delayed responses
+    seq = 0
+    last_flush = time.monotonic()
+    cmsg_space = socket.CMSG_SPACE(16)
 
-    def flush():
-        if out:
+    def close(conn):
+        sel.unregister(conn.sock)
+        conn.sock.close()
+
+    while not stop:
+        timeout = 0.1
+        if due:
+            timeout = max(0.0, min(timeout, due[0][0] - time.monotonic()))
+        for key, events in sel.select(timeout):
+            conn = key.data
+            if conn is None:  # the listener
+                while True:
+                    try:
+                        sock, _ = lsock.accept()
+                    except (BlockingIOError, InterruptedError):
+                        break
+                    sock.setblocking(False)
+                    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+                    sel.register(sock, selectors.EVENT_READ, _Conn(sock, out))
+                continue
+            if events & selectors.EVENT_WRITE and conn.pending:
+                conn.write(b"")
+                if not conn.pending:
+                    sel.modify(conn.sock, selectors.EVENT_READ, conn)
+            if not events & selectors.EVENT_READ:
+                continue
+            try:
+                data, anc, _flags, _addr = conn.sock.recvmsg(65536, cmsg_space)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                close(conn)
+                continue
+            if not data:
+                close(conn)
+                continue
+            stamp = time.time()
+            for level, kind, value in anc:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                    sec, nsec = struct.unpack("qq", value[:16])
+                    stamp = sec + nsec / 1e9
+            try:
+                n = conn.feed(data, stamp)
+            except ValueError as exc:
+                out.append("%.6f %d - ? !%s\n" % (stamp, conn.conn_id, str(exc).replace(" ", "_")))
+                close(conn)
+                continue
+            for _ in range(n):  # like a receiver doing some work (no pipelining: one at a time)
+                seq += 1
+                heapq.heappush(due, (time.monotonic() + rnd.uniform(0, delay_max_ms / 1000.0), seq, conn))
+        now = time.monotonic()
+        while due and due[0][0] <= now:
+            _, _, conn = heapq.heappop(due)
+            if conn.sock.fileno() < 0:
+                continue  # closed meanwhile
+            conn.write(RESPONSE_204)
+            if conn.pending:
+                sel.modify(conn.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, conn)
+        if out and (now - last_flush >= 0.1):
             log.write("".join(out))
             out.clear()
             log.flush()
-
-    async def run():
-        loop = asyncio.get_running_loop()
-        stop = loop.create_future()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
-        server = await loop.create_server(lambda: _Conn(out, delay_max_ms / 1000.0, rnd),
-                                          "127.0.0.1", 0, backlog=4096,
-                                          reuse_address=True)
-        print("port=%d" % server.sockets[0].getsockname()[1], flush=True)
-        while not stop.done():
-            await asyncio.wait([stop], timeout=0.1)
-            flush()
-        server.close()
-        flush()
-
-    asyncio.run(run())
+            last_flush = now
+    log.write("".join(out))
     log.close()
 
 
