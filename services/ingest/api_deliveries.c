@@ -13,6 +13,8 @@
 
 #define DELIVERY_JSON                                                                              \
     "json_build_object('id', d.id::text, 'job_id', replace(d.job_id::text, '-', ''),"             \
+    " 'job_ids', (SELECT json_agg(replace(x.j::text, '-', '') ORDER BY x.o)"                       \
+    "  FROM unnest(coalesce(d.job_ids, ARRAY[d.job_id])) WITH ORDINALITY AS x(j, o)),"             \
     " 'webhook_id', d.webhook_id, 'subscription_id', d.subscription_id,"                           \
     " 'endpoint_id', d.endpoint_id, 'event_id', d.event_id, 'event_type', d.event_type,"           \
     " 'attempt', d.attempt, 'outcome', d.outcome, 'error_class', d.error_class,"                   \

@@ -240,7 +240,6 @@ static void cancel(delivery_t *d, wjob_t *j, const char *why)
 static void park_list(delivery_t *d, endpoint_t *ep, wjob_t *list)
 {
     if (!list) return;
-    bool grey = ep->gl.until_ms != 0 || ep->gl.probing;
     store_op_t *op = store_op_new(STORE_OUTCOME);
     int n = 0;
     for (wjob_t *j = list, *next; j; j = next) {
@@ -251,9 +250,7 @@ static void park_list(delivery_t *d, endpoint_t *ep, wjob_t *list)
         r->attempt = j->attempt;
         r->park_reason = "greylist";
         r->park_attempt = j->attempt;
-        /* a 'parked' log row while grey-listed; not for stall spills and drains */
-        r->outcome = grey && log_all(d) ? "parked" : NULL;
-        n++;
+        n++; /* no log row: parking is no attempt */
     }
     metric_add(d->m_parked, n);
     ep->gl.park_ops++;
@@ -401,6 +398,7 @@ static void on_result(delivery_t *d, request_t *req, const send_result_t *r)
         if (oc == OC_SUCCESS) {
             row->finish = "delivered";
             row->outcome = log_all(d) ? "success" : NULL;
+            row->log_shared = true; /* one log row for the request (job_ids) */
             metric_observe(d->m_event_latency, (double)(now - j->occurred_at_ms) / 1e3);
             if (j->ingested_at_ms > 0)
                 metric_observe(d->m_job_latency, (double)(now - j->ingested_at_ms) / 1e3);

@@ -3,6 +3,8 @@
  * (parked job expiry, dedup and delivery log retention, gauges). */
 #include "store.h"
 
+#include "dedup.h"
+
 #include "hookd/log.h"
 #include "hookd/metrics.h"
 #include "hookd/pg.h"
@@ -38,6 +40,7 @@ struct store {
     atomic_int pending;                  /* submitted - delivered (event loop view) */
     atomic_bool connected;
     PGconn *conn; /* store thread only */
+    bool safe;    /* run the next round with SQL_HOT_SAFE_NAME (a job was finished twice) */
     /* event loop side */
     struct event_base *base;
     struct event *wake_ev;
@@ -121,67 +124,115 @@ store_row_t *store_op_add_row(store_op_t *op)
 
 /* ---------------------------------------------------------------- array parameters */
 
-/* A PostgreSQL array literal under construction: {"a","b",NULL}. */
+/* Array parameters are sent in PostgreSQL's binary format: no quoting on
+ * our side, no parsing on the server's (the text form of a uuid[] costs the
+ * server about a microsecond per element). Layout: ndim, has-null flag,
+ * element type oid, then for the one dimension its length and lower bound,
+ * then each element as a 4-byte length (-1 = NULL) and its bytes; all
+ * integers big-endian. */
+#define OID_INT4 23
+#define OID_INT8 20
+#define OID_TEXT 25
+#define OID_UUID 2950
+#define ARR_HEADER 20
+
 typedef struct {
     strbuf_t b;
     int n;
+    bool has_null;
+    uint32_t oid; /* element type */
 } pgarr_t;
 
-static void arr_init(pgarr_t *a)
+static void put_be32(char *p, uint32_t v)
+{
+    p[0] = (char)(v >> 24);
+    p[1] = (char)(v >> 16);
+    p[2] = (char)(v >> 8);
+    p[3] = (char)v;
+}
+
+static void arr_init(pgarr_t *a, uint32_t oid)
 {
     strbuf_init(&a->b, 256);
-    strbuf_putc(&a->b, '{');
+    memset(a->b.data, 0, ARR_HEADER);
+    a->b.len = ARR_HEADER;
     a->n = 0;
+    a->has_null = false;
+    a->oid = oid;
 }
 
-static void arr_sep(pgarr_t *a)
+/* Appends the 4-byte length word of the next element and room for 'len'. */
+static char *arr_elem(pgarr_t *a, int32_t len)
 {
-    if (a->n++) strbuf_putc(&a->b, ',');
-}
-
-static void arr_strn(pgarr_t *a, const char *s, size_t len)
-{
-    arr_sep(a);
-    strbuf_reserve(&a->b, len + 2);
-    strbuf_putc(&a->b, '"');
-    const char *run = s;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] == '"' || s[i] == '\\') {
-            strbuf_append(&a->b, run, (size_t)(s + i - run));
-            strbuf_putc(&a->b, '\\');
-            run = s + i;
-        }
-    }
-    strbuf_append(&a->b, run, (size_t)(s + len - run));
-    strbuf_putc(&a->b, '"');
-}
-
-static void arr_str(pgarr_t *a, const char *s)
-{
-    if (!s) {
-        arr_sep(a);
-        strbuf_append(&a->b, "NULL", 4);
-    } else {
-        arr_strn(a, s, strlen(s));
-    }
-}
-
-static void arr_int(pgarr_t *a, long long v)
-{
-    arr_sep(a);
-    strbuf_printf(&a->b, "%lld", v);
+    size_t room = len > 0 ? (size_t)len : 0;
+    strbuf_reserve(&a->b, 4 + room);
+    char *p = a->b.data + a->b.len;
+    put_be32(p, (uint32_t)len);
+    a->b.len += 4 + room;
+    a->n++;
+    return p + 4;
 }
 
 static void arr_null(pgarr_t *a)
 {
-    arr_sep(a);
-    strbuf_append(&a->b, "NULL", 4);
+    arr_elem(a, -1);
+    a->has_null = true;
 }
 
-static const char *arr_end(pgarr_t *a)
+static void arr_strn(pgarr_t *a, const char *s, size_t len)
 {
-    strbuf_putc(&a->b, '}');
-    return a->b.data;
+    memcpy(arr_elem(a, (int32_t)len), s, len);
+}
+
+static void arr_str(pgarr_t *a, const char *s)
+{
+    if (!s)
+        arr_null(a);
+    else
+        arr_strn(a, s, strlen(s));
+}
+
+static void arr_int(pgarr_t *a, long long v)
+{
+    if (a->oid == OID_INT8) {
+        char *p = arr_elem(a, 8);
+        put_be32(p, (uint32_t)((unsigned long long)v >> 32));
+        put_be32(p + 4, (uint32_t)v);
+    } else {
+        put_be32(arr_elem(a, 4), (uint32_t)(int32_t)v);
+    }
+}
+
+/* A job id (32 hex digits, as every id the worker holds) as a uuid; an
+ * unusable one becomes NULL, which the statements never match. */
+static void arr_uuid(pgarr_t *a, const char *hex)
+{
+    unsigned char b[16];
+    if (dedup_parse_id(hex, b) < 0) {
+        arr_null(a);
+        return;
+    }
+    memcpy(arr_elem(a, 16), b, 16);
+}
+
+/* Finishes the array; returns its bytes and length. */
+static const char *arr_end(pgarr_t *a, int *len)
+{
+    char *h = a->b.data;
+    if (a->n == 0) { /* an empty array has no dimension */
+        put_be32(h, 0);
+        put_be32(h + 4, 0);
+        put_be32(h + 8, a->oid);
+        *len = 12;
+        return h;
+    }
+    put_be32(h, 1);
+    put_be32(h + 4, a->has_null ? 1 : 0);
+    put_be32(h + 8, a->oid);
+    put_be32(h + 12, (uint32_t)a->n);
+    put_be32(h + 16, 1);
+    *len = (int)a->b.len;
+    return h;
 }
 
 static void arr_free(pgarr_t *a)
@@ -189,45 +240,75 @@ static void arr_free(pgarr_t *a)
     strbuf_free(&a->b);
 }
 
+/* Runs a prepared or plain statement whose parameters are binary arrays
+ * (formats[i] = 1) or text. Returns the result (caller clears) or NULL
+ * with 'err' filled. */
+static PGresult *exec_params(PGconn *c, const char *name, const char *sql, int n,
+                             const char *const *values, const int *lengths, const int *formats,
+                             char *err, size_t err_size)
+{
+    PGresult *r = name ? PQexecPrepared(c, name, n, values, lengths, formats, 0)
+                       : PQexecParams(c, sql, n, NULL, values, lengths, formats, 0);
+    ExecStatusType st = PQresultStatus(r);
+    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) return r;
+    snprintf(err, err_size, "%s", r ? PQresultErrorMessage(r) : PQerrorMessage(c));
+    PQclear(r);
+    return NULL;
+}
+
 /* ---------------------------------------------------------------- SQL */
 
 /* The statement of every round (prepared once per connection): the writes
- * of job outcomes - finished_jobs (dedup; the unique key makes replays
- * harmless), the delivery log, parked_jobs upserts (retries, grey-list
- * parking; ORDER BY ord so seq follows the order jobs were parked in) and
- * deletes - and the dedup lookup of newly consumed jobs, all in one round
- * trip. Empty arrays make a part a no-op. The lookup reads the snapshot
- * before these writes, which is enough: a job written in this round is
- * still held in memory, so its duplicates never reach a lookup. */
+ * of job outcomes - finished_jobs (dedup), the delivery log, parked_jobs
+ * upserts (retries, grey-list parking; ORDER BY ord so seq follows the
+ * order jobs were parked in) and deletes - and the dedup lookup of newly
+ * consumed jobs, all in one round trip. Empty arrays make a part a no-op.
+ * The lookup reads the snapshot before these writes, which is enough: a job
+ * written in this round is still held in memory, so its duplicates never
+ * reach a lookup.
+ *
+ * finished_jobs is a plain INSERT: ON CONFLICT DO NOTHING probes the unique
+ * index once more per row, and a job finished twice is rare (two replicas
+ * around a rebalance, an expired lease). When it happens the statement
+ * fails as a whole with a unique violation and the round is run again with
+ * the ON CONFLICT variant (SQL_HOT_SAFE_NAME).
+ *
+ * A log row covering several jobs (a successful batched request) names
+ * them in job_ids: the slice $18[k] .. $18[k] + $19[k] - 1 of the finished
+ * ids ($1). Its created_at equals the jobs' finished_at (one transaction),
+ * which is how the README's "what became of a job" recipe finds it. */
 #define SQL_HOT_NAME "hookd_worker_round"
-#define SQL_HOT_PARAMS 28
-static const char SQL_HOT[] =
-    "WITH f AS ("
-    "  INSERT INTO finished_jobs (job_id, state, subscription_id)"
-    "  SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[])"
-    "  ON CONFLICT (job_id) DO NOTHING),"
-    " d AS ("
-    "  INSERT INTO deliveries (job_id, webhook_id, subscription_id, endpoint_id, event_id,"
-    "   event_type, attempt, outcome, error_class, status_code, latency_ms, batch_size,"
-    "   response_excerpt, job)"
-    "  SELECT * FROM unnest($4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[],"
-    "   $9::text[], $10::int[], $11::text[], $12::text[], $13::int[], $14::int[], $15::int[],"
-    "   $16::text[], $17::text[])),"
-    " p AS ("
-    "  INSERT INTO parked_jobs (job_id, endpoint_id, subscription_id, reason, attempt,"
-    "   not_before, job, last_error, expires_at)"
-    "  SELECT t.j, t.e, t.s, t.r, t.a, now() + t.d * interval '1 millisecond', t.job, t.le,"
-    "   now() + $26::int * interval '1 hour'"
-    "  FROM unnest($18::uuid[], $19::text[], $20::text[], $21::text[], $22::int[], $23::bigint[],"
-    "   $24::text[], $25::text[]) WITH ORDINALITY AS t(j, e, s, r, a, d, job, le, ord)"
-    "  ORDER BY t.ord"
-    "  ON CONFLICT (job_id) DO UPDATE SET reason = excluded.reason, attempt = excluded.attempt,"
-    "   not_before = excluded.not_before, last_error = excluded.last_error,"
-    "   endpoint_id = excluded.endpoint_id, lease_owner = NULL, lease_until = NULL),"
-    " u AS (DELETE FROM parked_jobs WHERE job_id = ANY($27::uuid[]))"
-    " SELECT replace(job_id::text, '-', '') FROM finished_jobs WHERE job_id = ANY($28::uuid[])"
-    " UNION ALL"
-    " SELECT replace(job_id::text, '-', '') FROM parked_jobs WHERE job_id = ANY($28::uuid[])";
+#define SQL_HOT_SAFE_NAME "hookd_worker_round_safe"
+#define SQL_HOT_PARAMS 30
+#define SQL_HOT(conflict)                                                                          \
+    "WITH f AS ("                                                                                  \
+    "  INSERT INTO finished_jobs (job_id, state, subscription_id)"                                 \
+    "  SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[]) " conflict "),"                    \
+    " d AS ("                                                                                      \
+    "  INSERT INTO deliveries (job_id, webhook_id, subscription_id, endpoint_id, event_id,"        \
+    "   event_type, attempt, outcome, error_class, status_code, latency_ms, batch_size,"           \
+    "   response_excerpt, job, job_ids)"                                                           \
+    "  SELECT t.j, t.w, t.s, t.e, t.ev, t.ty, t.a, t.o, t.c, t.st, t.l, t.b, t.x, t.job,"          \
+    "   CASE WHEN t.n > 0 THEN ($1::uuid[])[t.k : t.k + t.n - 1] END"                                \
+    "  FROM unnest($4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],"        \
+    "   $10::int[], $11::text[], $12::text[], $13::int[], $14::int[], $15::int[], $16::text[],"    \
+    "   $17::text[], $18::int[], $19::int[])"                                                      \
+    "   AS t(j, w, s, e, ev, ty, a, o, c, st, l, b, x, job, k, n)),"                               \
+    " p AS ("                                                                                      \
+    "  INSERT INTO parked_jobs (job_id, endpoint_id, subscription_id, reason, attempt,"            \
+    "   not_before, job, last_error, expires_at)"                                                  \
+    "  SELECT t.j, t.e, t.s, t.r, t.a, now() + t.d * interval '1 millisecond', t.job, t.le,"       \
+    "   now() + $28::int * interval '1 hour'"                                                      \
+    "  FROM unnest($20::uuid[], $21::text[], $22::text[], $23::text[], $24::int[], $25::bigint[]," \
+    "   $26::text[], $27::text[]) WITH ORDINALITY AS t(j, e, s, r, a, d, job, le, ord)"            \
+    "  ORDER BY t.ord"                                                                             \
+    "  ON CONFLICT (job_id) DO UPDATE SET reason = excluded.reason, attempt = excluded.attempt,"   \
+    "   not_before = excluded.not_before, last_error = excluded.last_error,"                       \
+    "   endpoint_id = excluded.endpoint_id, lease_owner = NULL, lease_until = NULL),"              \
+    " u AS (DELETE FROM parked_jobs WHERE job_id = ANY($29::uuid[]))"                              \
+    " SELECT replace(job_id::text, '-', '') FROM finished_jobs WHERE job_id = ANY($30::uuid[])"   \
+    " UNION ALL"                                                                                   \
+    " SELECT replace(job_id::text, '-', '') FROM parked_jobs WHERE job_id = ANY($30::uuid[])"
 
 static const char SQL_DEACTIVATE[] =
     "UPDATE subscriptions SET active = false, deactivated_reason = '410 Gone from receiver'"
@@ -410,6 +491,7 @@ static const char SQL_PRUNE_DELIVERIES[] =
 
 typedef struct {
     char err[512];
+    bool finished_twice; /* the round failed on finished_jobs' unique key (run it safe) */
 } round_err_t;
 
 static int exec(store_t *s, const char *sql, int n, const char *const *params, round_err_t *e)
@@ -452,14 +534,29 @@ static void mark_found(store_op_t **ops, int n, PGresult *r)
     free(found);
 }
 
+/* Whether rows 'a' and 'b' (neighbours in one operation) share one log row. */
+static bool shares_log(const store_row_t *a, const store_row_t *b)
+{
+    return a->log_shared && b->log_shared && a->finish && b->finish && a->outcome && b->outcome &&
+           a->attempt == b->attempt && strcmp(a->outcome, b->outcome) == 0;
+}
+
 /* The outcome rows and lookups of a round, in the one prepared statement. */
 static int run_hot(store_t *s, store_op_t **ops, int n, round_err_t *e)
 {
-    enum { F = 0, D = 3, P = 17, U = 26, L = 27 }; /* first array of each part */
+    enum { F = 0, D = 3, P = 19, HOURS = 27, U = 28, L = 29 }; /* first array of each part */
+    static const uint32_t oids[SQL_HOT_PARAMS] = {
+        OID_UUID, OID_TEXT, OID_TEXT,                                         /* F */
+        OID_UUID, OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT, OID_INT4, /* D */
+        OID_TEXT, OID_TEXT, OID_INT4, OID_INT4, OID_INT4, OID_TEXT, OID_TEXT, OID_INT4, OID_INT4,
+        OID_UUID, OID_TEXT, OID_TEXT, OID_TEXT, OID_INT4, OID_INT8, OID_TEXT, OID_TEXT, /* P */
+        0,                                                                    /* hours */
+        OID_UUID,                                                             /* U */
+        OID_UUID};                                                            /* L */
     pgarr_t a[SQL_HOT_PARAMS];
-    int rows = 0, rc = 0;
+    int rows = 0, rc = 0, finished = 0;
     for (int i = 0; i < SQL_HOT_PARAMS; i++)
-        arr_init(&a[i]);
+        if (i != HOURS) arr_init(&a[i], oids[i]);
     for (int k = 0; k < n; k++) {
         store_op_t *op = ops[k];
         if (op->kind == STORE_LOOKUP) {
@@ -467,19 +564,26 @@ static int run_hot(store_t *s, store_op_t **ops, int n, round_err_t *e)
             op->found = calloc((size_t)op->n_jobs + 1, 1);
             if (!op->found) abort();
             for (int i = 0; i < op->n_jobs; i++, rows++)
-                arr_str(&a[L], op->jobs[i]->id);
+                arr_uuid(&a[L], op->jobs[i]->id);
         }
         if (op->kind != STORE_OUTCOME) continue;
         for (int i = 0; i < op->n_rows; i++, rows++) {
             const store_row_t *r = &op->rows[i];
             const wjob_t *j = r->job;
+            /* a run of rows sharing one log row: this row opens it */
+            int group = 1;
+            if (r->outcome && r->log_shared && (i == 0 || !shares_log(&op->rows[i - 1], r)))
+                while (i + group < op->n_rows && shares_log(r, &op->rows[i + group]))
+                    group++;
+            bool in_group = r->outcome && i > 0 && shares_log(&op->rows[i - 1], r);
             if (r->finish) {
-                arr_str(&a[F], j->id);
+                arr_uuid(&a[F], j->id);
                 arr_str(&a[F + 1], r->finish);
                 arr_str(&a[F + 2], j->sub_id);
+                finished++;
             }
-            if (r->outcome) {
-                arr_str(&a[D], j->id);
+            if (r->outcome && !in_group) {
+                arr_uuid(&a[D], j->id);
                 arr_str(&a[D + 1], r->webhook_id ? r->webhook_id : j->id);
                 arr_str(&a[D + 2], j->sub_id);
                 arr_str(&a[D + 3], j->ep_id);
@@ -502,9 +606,12 @@ static int run_hot(store_t *s, store_op_t **ops, int n, round_err_t *e)
                     arr_strn(&a[D + 13], j->data, j->len);
                 else
                     arr_null(&a[D + 13]);
+                /* job_ids: this row's finished id and the next group - 1 */
+                arr_int(&a[D + 14], group > 1 ? finished : 0);
+                arr_int(&a[D + 15], group > 1 ? group : 0);
             }
             if (r->park_reason) {
-                arr_str(&a[P], j->id);
+                arr_uuid(&a[P], j->id);
                 arr_str(&a[P + 1], j->ep_id);
                 arr_str(&a[P + 2], j->sub_id);
                 arr_str(&a[P + 3], r->park_reason);
@@ -513,18 +620,30 @@ static int run_hot(store_t *s, store_op_t **ops, int n, round_err_t *e)
                 arr_strn(&a[P + 6], j->data, j->len);
                 arr_str(&a[P + 7], r->last_error);
             }
-            if (r->unpark) arr_str(&a[U], j->id);
+            if (r->unpark) arr_uuid(&a[U], j->id);
         }
     }
     if (rows > 0) {
-        const char *params[SQL_HOT_PARAMS];
+        const char *values[SQL_HOT_PARAMS];
+        int lengths[SQL_HOT_PARAMS], formats[SQL_HOT_PARAMS];
         char hours[24];
         int_text(hours, sizeof(hours), s->o.park_retention_h);
-        for (int i = 0; i < SQL_HOT_PARAMS; i++)
-            params[i] = arr_end(&a[i]);
-        params[P + 8] = hours;
-        PGresult *r = PQexecPrepared(s->conn, SQL_HOT_NAME, SQL_HOT_PARAMS, params, NULL, NULL, 0);
+        for (int i = 0; i < SQL_HOT_PARAMS; i++) {
+            formats[i] = i != HOURS;
+            if (i == HOURS) {
+                values[i] = hours;
+                lengths[i] = 0;
+            } else {
+                values[i] = arr_end(&a[i], &lengths[i]);
+            }
+        }
+        PGresult *r = PQexecPrepared(s->conn, s->safe ? SQL_HOT_SAFE_NAME : SQL_HOT_NAME,
+                                     SQL_HOT_PARAMS, values, lengths, formats, 0);
         if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+            const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+            const char *constraint = r ? PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME) : NULL;
+            e->finished_twice = state && strcmp(state, "23505") == 0 && constraint &&
+                                strcmp(constraint, "finished_jobs_pkey") == 0;
             snprintf(e->err, sizeof(e->err), "%s",
                      r ? PQresultErrorMessage(r) : PQerrorMessage(s->conn));
             rc = -1;
@@ -534,28 +653,41 @@ static int run_hot(store_t *s, store_op_t **ops, int n, round_err_t *e)
         PQclear(r);
     }
     for (int i = 0; i < SQL_HOT_PARAMS; i++)
-        arr_free(&a[i]);
+        if (i != HOURS) arr_free(&a[i]);
     return rc;
 }
 
-/* Runs 'sql' with 'ids' of every op of 'kind' as $1 (text[] or uuid[]),
- * extra params after it. Returns 0 (also when there is nothing to do) or -1. */
+/* A binary text[] (or uuid[] when 'uuid') of the ids of every op of 'kind'
+ * in 'ops'. Returns how many there are. */
+static int collect_ids(pgarr_t *a, store_op_t **ops, int n, store_kind_t kind, bool uuid)
+{
+    int count = 0;
+    arr_init(a, uuid ? OID_UUID : OID_TEXT);
+    for (int k = 0; k < n; k++) {
+        if (ops[k]->kind != kind) continue;
+        for (int i = 0; i < ops[k]->n_ids; i++, count++) {
+            if (uuid)
+                arr_uuid(a, ops[k]->ids[i]);
+            else
+                arr_str(a, ops[k]->ids[i]);
+        }
+    }
+    return count;
+}
+
+/* Runs 'sql' with 'ids' of every op of 'kind' as $1 (text[]). Returns 0
+ * (also when there is nothing to do) or -1. */
 static int exec_ids(store_t *s, store_op_t **ops, int n, store_kind_t kind, const char *sql,
                     round_err_t *e)
 {
     pgarr_t a;
-    int count = 0, rc = 0;
-    arr_init(&a);
-    for (int k = 0; k < n; k++) {
-        if (ops[k]->kind != kind) continue;
-        for (int i = 0; i < ops[k]->n_ids; i++) {
-            arr_str(&a, ops[k]->ids[i]);
-            count++;
-        }
-    }
-    if (count) {
-        const char *params[1] = {arr_end(&a)};
-        rc = exec(s, sql, 1, params, e);
+    int rc = 0;
+    if (collect_ids(&a, ops, n, kind, false) > 0) {
+        int len, fmt = 1;
+        const char *v = arr_end(&a, &len);
+        PGresult *r = exec_params(s->conn, NULL, sql, 1, &v, &len, &fmt, e->err, sizeof(e->err));
+        rc = r ? 0 : -1;
+        PQclear(r);
     }
     arr_free(&a);
     return rc;
@@ -567,24 +699,31 @@ static int write_leases(store_t *s, store_op_t **ops, int n, round_err_t *e)
         store_op_t *op = ops[k];
         if (op->kind != STORE_LEASE || op->n_ids == 0) continue;
         pgarr_t a;
-        arr_init(&a);
-        for (int i = 0; i < op->n_ids; i++)
-            arr_str(&a, op->ids[i]);
-        const char *ids = arr_end(&a);
-        int rc;
+        collect_ids(&a, &op, 1, STORE_LEASE, true);
+        int len;
+        const char *ids = arr_end(&a, &len);
+        PGresult *r;
         if (op->release) {
-            const char *params[2] = {ids, s->instance_id};
-            rc = exec(s, SQL_LEASE_RELEASE, 2, params, e);
-            const char *p1[1] = {ids};
-            if (rc == 0) rc = exec(s, SQL_PROBE_FORGET, 1, p1, e);
+            const char *v[2] = {ids, s->instance_id};
+            int lens[2] = {len, 0}, fmts[2] = {1, 0};
+            r = exec_params(s->conn, NULL, SQL_LEASE_RELEASE, 2, v, lens, fmts, e->err,
+                            sizeof(e->err));
+            if (r) {
+                PQclear(r);
+                r = exec_params(s->conn, NULL, SQL_PROBE_FORGET, 1, v, lens, fmts, e->err,
+                                sizeof(e->err));
+            }
         } else {
             char lease[24];
             int_text(lease, sizeof(lease), s->o.lease_ms);
-            const char *params[3] = {ids, lease, s->instance_id};
-            rc = exec(s, SQL_LEASE_RENEW, 3, params, e);
+            const char *v[3] = {ids, lease, s->instance_id};
+            int lens[3] = {len, 0, 0}, fmts[3] = {1, 0, 0};
+            r = exec_params(s->conn, NULL, SQL_LEASE_RENEW, 3, v, lens, fmts, e->err,
+                            sizeof(e->err));
         }
         arr_free(&a);
-        if (rc < 0) return -1;
+        if (!r) return -1;
+        PQclear(r);
     }
     return 0;
 }
@@ -641,21 +780,14 @@ static int write_endpoint(store_t *s, store_op_t *op, round_err_t *e)
 static int read_subs(store_t *s, store_op_t **ops, int n, round_err_t *e)
 {
     pgarr_t a;
-    int count = 0;
-    arr_init(&a);
-    for (int k = 0; k < n; k++) {
-        if (ops[k]->kind != STORE_SUB_FETCH) continue;
-        for (int i = 0; i < ops[k]->n_ids; i++) {
-            arr_str(&a, ops[k]->ids[i]);
-            count++;
-        }
-    }
-    if (!count) {
+    if (collect_ids(&a, ops, n, STORE_SUB_FETCH, false) == 0) {
         arr_free(&a);
         return 0;
     }
-    const char *params[1] = {arr_end(&a)};
-    PGresult *r = query(s, SQL_SUB_FETCH, 1, params, e);
+    int len, fmt = 1;
+    const char *v = arr_end(&a, &len);
+    PGresult *r = exec_params(s->conn, NULL, SQL_SUB_FETCH, 1, &v, &len, &fmt, e->err,
+                              sizeof(e->err));
     arr_free(&a);
     if (!r) return -1;
     for (int i = 0; i < PQntuples(r); i++) {
@@ -855,17 +987,18 @@ static int load_states(store_t *s, char **ids, int n_ids, bool full)
 {
     round_err_t e;
     PGresult *r;
-    pgarr_t a;
-    arr_init(&a);
     if (full) {
         r = query(s, SQL_STATES_FULL, 0, NULL, &e);
     } else {
+        pgarr_t a;
+        arr_init(&a, OID_TEXT);
         for (int i = 0; i < n_ids; i++)
             arr_str(&a, ids[i]);
-        const char *params[1] = {arr_end(&a)};
-        r = query(s, SQL_STATES_IDS, 1, params, &e);
+        int len, fmt = 1;
+        const char *v = arr_end(&a, &len);
+        r = exec_params(s->conn, NULL, SQL_STATES_IDS, 1, &v, &len, &fmt, e.err, sizeof(e.err));
+        arr_free(&a);
     }
-    arr_free(&a);
     if (!r) {
         log_warn("endpoint_states_failed error=\"%s\"", e.err);
         return -1;
@@ -992,15 +1125,29 @@ static void fail_all(store_t *s, store_op_t *list)
 
 static int prepare(store_t *s, char *err, size_t err_size)
 {
-    /* plan each round for the tables as they are now: a generic plan made
-     * while finished_jobs was empty would scan it sequentially for ever */
-    if (pg_exec(s->conn, "SET plan_cache_mode = force_custom_plan", 0, NULL, err, err_size) < 0)
+    static const struct {
+        const char *name, *sql;
+    } stmts[] = {{SQL_HOT_NAME, SQL_HOT("")},
+                 {SQL_HOT_SAFE_NAME, SQL_HOT("ON CONFLICT (job_id) DO NOTHING")}};
+    /* Every statement of this connection finds its rows through an index
+     * (job ids, endpoint ids, due times), however small a table looked when
+     * it was planned: finished_jobs grows by thousands of rows a second, and
+     * a plan made while it was small would scan it sequentially for ever.
+     * With sequential scans ruled out, the round statement's one generic
+     * plan is right at any size, and it is not planned again each round
+     * (which costs more than running a small round). */
+    if (pg_exec(s->conn, "SET enable_seqscan = off", 0, NULL, err, err_size) < 0 ||
+        pg_exec(s->conn, "SET plan_cache_mode = force_generic_plan", 0, NULL, err, err_size) < 0)
         return -1;
-    PGresult *r = PQprepare(s->conn, SQL_HOT_NAME, SQL_HOT, SQL_HOT_PARAMS, NULL);
-    int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : -1;
-    if (rc < 0) snprintf(err, err_size, "%s", r ? PQresultErrorMessage(r) : PQerrorMessage(s->conn));
-    PQclear(r);
-    return rc;
+    for (size_t i = 0; i < HOOKD_ARRAY_LEN(stmts); i++) {
+        PGresult *r = PQprepare(s->conn, stmts[i].name, stmts[i].sql, SQL_HOT_PARAMS, NULL);
+        int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : -1;
+        if (rc < 0)
+            snprintf(err, err_size, "%s", r ? PQresultErrorMessage(r) : PQerrorMessage(s->conn));
+        PQclear(r);
+        if (rc < 0) return -1;
+    }
+    return 0;
 }
 
 static int stop_level(store_t *s)
@@ -1086,9 +1233,17 @@ static void *run(void *arg)
                 rows += op->n_rows + op->n_jobs + op->n_ids + 1;
                 op = op->next;
             }
-            round_err_t e = {{0}};
+            round_err_t e = {{0}, false};
             int64_t t0 = hookd_mono_us();
-            if (run_round(s, batch, n, &e) == 0) {
+            int rc = run_round(s, batch, n, &e);
+            if (rc < 0 && e.finished_twice && !s->safe && pg_alive(s->conn)) {
+                /* a job finished twice (see SQL_HOT): the same round, tolerating it */
+                log_debug("store_round_rerun reason=finished_twice ops=%d", n);
+                s->safe = true;
+                rc = run_round(s, batch, n, &e);
+            }
+            s->safe = false;
+            if (rc == 0) {
                 failures = 0;
                 metric_inc(s->m_rounds);
                 metric_observe(s->m_round_seconds, (double)(hookd_mono_us() - t0) / 1e6);
@@ -1107,13 +1262,15 @@ static void *run(void *arg)
                  * (with an error line) the one that fails alone */
                 int i = 0;
                 for (; i < n && pg_alive(s->conn); i++) {
-                    round_err_t e1 = {{0}};
+                    round_err_t e1 = {{0}, false};
+                    s->safe = true; /* one at a time: tolerate finished twice */
                     if (run_round(s, &batch[i], 1, &e1) < 0) {
                         if (!pg_alive(s->conn)) break;
                         log_error("store_op_dropped kind=%d error=\"%s\"", (int)batch[i]->kind,
                                   e1.err);
                     }
                 }
+                s->safe = false;
                 /* batch[0..i) are done; the rest stays in the list */
                 store_op_t *rest = i < n ? batch[i] : op;
                 for (int k = 0; k < i; k++)

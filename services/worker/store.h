@@ -54,6 +54,9 @@ typedef struct store_row {
     int attempt;         /* deliveries.attempt (1 = first) */
     int batch_size;
     bool log_job;            /* keep the job message in the log row (failed: redelivery) */
+    bool log_shared;         /* may share one log row (job_ids) with the neighbouring rows of
+                                its operation that have the same finish, outcome and attempt
+                                (the jobs of a successful batched request) */
     const char *park_reason; /* "retry"/"greylist": upsert into parked_jobs, or NULL */
     int park_attempt;        /* parked_jobs.attempt */
     int64_t park_delay_ms;   /* not_before = now() + this */

@@ -55,6 +55,16 @@ SELECT md5('job' || g)::uuid, md5('job' || g), s.id, s.endpoint_id, 'evt_' || g,
        now() - (g || ' minutes')::interval
 FROM subscriptions s CROSS JOIN generate_series(1, 6) g WHERE s.id = '65f0c0ffee00000000000001';
 INSERT INTO finished_jobs (job_id, state, subscription_id) VALUES (md5('job3')::uuid, 'delivered', '65f0c0ffee00000000000001');
+-- a successful batched request: one row for three jobs, written with their finished_jobs rows
+INSERT INTO finished_jobs (job_id, state, subscription_id)
+SELECT j, 'delivered', '65f0c0ffee00000000000001'
+FROM unnest(ARRAY['0123456789abcdef0123456789abcdef'::uuid, md5('batch2')::uuid, md5('batch3')::uuid]) j;
+INSERT INTO deliveries (job_id, webhook_id, subscription_id, endpoint_id, event_id, event_type, attempt,
+                        outcome, status_code, latency_ms, batch_size, job_ids)
+SELECT md5('batch1')::uuid, md5('batch1'), s.id, s.endpoint_id, 'evt_b1', 'appointment/created', 1, 'success', 204,
+       8, 4, ARRAY[md5('batch1')::uuid, '0123456789abcdef0123456789abcdef'::uuid, md5('batch2')::uuid,
+                   md5('batch3')::uuid]
+FROM subscriptions s WHERE s.id = '65f0c0ffee00000000000001';
 """
 
 
@@ -149,3 +159,11 @@ def test_recipes_do_what_they_say(db):
     psql(db, redeliver)
     assert db.scalar("SELECT count(*) FROM parked_jobs WHERE reason = 'retry' AND attempt = 0"
                      " AND not_before <= now()") == 4
+
+    reset(db)
+    out = psql(db, block("SELECT 'finished' AS what"))
+    # the job's own finished row and the batched request that delivered it
+    assert re.search(r"finished\s*\|\s*delivered", out), out
+    assert re.search(r"attempt 1\s*\|\s*success 204 \(request of 4 jobs\)", out), out
+    stats = db.query("SELECT attempts, succeeded FROM hookd_delivery_stats WHERE subscription_id = %s", (SUB_ID,))
+    assert stats == [{"attempts": 10, "succeeded": 6}]  # six seeded attempts, one of them a request of 4

@@ -11,7 +11,7 @@ import json
 from api_helpers import api  # noqa: F401
 from api_helpers import ApiEnv, seed_delivery
 
-DELIVERY_FIELDS = ["id", "job_id", "webhook_id", "subscription_id", "endpoint_id", "event_id", "event_type",
+DELIVERY_FIELDS = ["id", "job_id", "job_ids", "webhook_id", "subscription_id", "endpoint_id", "event_id", "event_type",
                    "attempt", "outcome", "error_class", "status_code", "latency_ms", "batch_size",
                    "response_excerpt", "redeliverable", "created_at"]
 
@@ -37,6 +37,7 @@ def test_deliveries_are_listed_newest_first_with_pages_and_filters(api, receiver
     assert [x["id"] for x in page["data"]] == [ids[4], ids[3]]
     assert d["event_id"] == "evt_4" and d["outcome"] == "success" and d["redeliverable"] is False
     assert d["job_id"] == "%032x" % 5 and d["subscription_id"] == w["id"] and d["endpoint_id"] == w["endpoint_id"]
+    assert d["job_ids"] == [d["job_id"]]
     assert d["attempt"] == 5 and d["latency_ms"] == 12 and d["batch_size"] == 1 and d["status_code"] == 500
     assert d["error_class"] is None and page["data"][1]["error_class"] == "http_5xx"
     assert page["data"][1]["redeliverable"] is True and page["data"][1]["response_excerpt"] == "oops"
@@ -61,6 +62,24 @@ def test_deliveries_are_listed_newest_first_with_pages_and_filters(api, receiver
     b = api.client("account:acct_2")
     status, err = b.get(f"/v1/webhooks/{w['id']}/deliveries")
     assert status == 404 and err["error"] == "not_found"
+
+
+def test_a_batched_success_is_one_row_naming_its_jobs(api, receiver):
+    c = api.client("account:acct_1")
+    w = make_webhook(c, receiver.url("/b"))
+    ids = ["%032x" % (100 + i) for i in range(3)]
+    did = api.db.scalar(
+        "INSERT INTO deliveries (job_id, webhook_id, subscription_id, endpoint_id, event_id, event_type,"
+        " attempt, outcome, status_code, latency_ms, batch_size, job_ids)"
+        " VALUES (%s, %s, %s, %s, 'evt_b0', 'client/created', 1, 'success', 204, 7, 3, %s::uuid[])"
+        " RETURNING id::text", (ids[0], ids[0], w["id"], w["endpoint_id"], ids))
+    status, page = c.get(f"/v1/webhooks/{w['id']}/deliveries")
+    assert status == 200 and [d["id"] for d in page["data"]] == [did]
+    d = page["data"][0]
+    assert d["job_id"] == ids[0] and d["job_ids"] == ids and d["batch_size"] == 3
+    assert d["redeliverable"] is False
+    status, err = c.post(f"/v1/deliveries/{did}/redeliver")
+    assert status == 409 and err["error"] == "not_retained"
 
 
 def test_redeliver_parks_a_retry_job_once(services, db, receiver):

@@ -31,6 +31,20 @@ def test_250_jobs_in_one_window_make_three_ordered_requests(db, kafka, services,
     m = worker.metrics()
     assert metric(m, "hookd_batch_size_count") == 3
     assert metric(m, "hookd_deliveries_total", outcome="success") == 250
+    # the delivery log has one row per request, naming its jobs in order; it
+    # was written with them: created_at is their finished_at
+    rows = db.query("SELECT replace(job_id::text, '-', '') AS job_id, webhook_id, batch_size,"
+                    " outcome, attempt, event_id, (SELECT array_agg(replace(x::text, '-', ''))"
+                    " FROM unnest(job_ids) x) AS job_ids,"
+                    " (SELECT bool_and(f.finished_at = d.created_at) FROM finished_jobs f"
+                    "  WHERE f.job_id = ANY(d.job_ids)) AS same_time"
+                    " FROM deliveries d ORDER BY id")
+    assert [(r["batch_size"], len(r["job_ids"])) for r in rows] == [(100, 100), (100, 100), (50, 50)]
+    assert [i for r in rows for i in r["job_ids"]] == [j["id"] for j in jobs]
+    assert all(r["outcome"] == "success" and r["attempt"] == 1 and r["same_time"] for r in rows)
+    assert [r["webhook_id"] for r in rows] == [r["job_ids"][0] for r in rows]
+    assert [(r["job_id"], r["event_id"]) for r in rows] == \
+        [(jobs[k]["id"], jobs[k]["event_id"]) for k in (0, 100, 200)]
 
 
 def test_batch_false_sends_one_object_per_request(db, kafka, services, receiver):

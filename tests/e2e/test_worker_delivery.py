@@ -9,6 +9,7 @@ import json
 import shutil
 import signal
 import subprocess
+import threading
 
 from harness import http_request, metric, wait_for
 from worker_helpers import (encode, finished_states, insert_subscription, job_id, make_job,
@@ -346,3 +347,30 @@ def test_postgres_outage_delays_but_loses_nothing(db, kafka, services, receiver,
     # at most the requests whose outcome could not be written were sent twice
     assert set(ids) == {j["id"] for j in first + during}
     assert len(ids) - len(set(ids)) <= 1
+
+
+def test_a_job_finished_meanwhile_elsewhere_is_not_an_error(db, kafka, services, receiver):
+    """Two replicas may finish one job (a partition moved while its request
+    was in flight): the second finished_jobs row is skipped, nothing fails."""
+    db.migrate()
+    sub = insert_subscription(db, receiver.url(), batch=False)
+    gate = threading.Event()
+
+    def hold_first(req):
+        gate.wait(20)
+        return None
+
+    receiver.responder = hold_first
+    worker = start_worker(services, HOOKD_HTTP_TIMEOUT_MS=30000)
+    jobs = [make_job(sub, "evt_twice"), make_job(sub, "evt_after")]
+    produce_jobs(kafka, jobs)
+    receiver.wait_count(1)
+    # "another replica" finishes the job in flight before this one does
+    db.query("INSERT INTO finished_jobs (job_id, state, subscription_id) VALUES (%s, 'delivered', %s)"
+             " RETURNING 1", (jobs[0]["id"], sub["id"]))
+    gate.set()
+    wait_finished(db, [j["id"] for j in jobs], "delivered")
+    m = worker.metrics()
+    assert metric(m, "hookd_store_errors_total") == 0
+    assert metric(m, "hookd_deliveries_total", outcome="success") == 2
+    assert db.scalar("SELECT count(*) FROM deliveries WHERE outcome = 'success'") == 2
