@@ -31,6 +31,7 @@ typedef struct endpoint {
     size_t queued_bytes; /* sum of job message lengths */
     int inflight;        /* requests in flight */
     int64_t last_progress_ms; /* last request completion, or start of a request while idle */
+    uint64_t progress_mark;   /* the worker's request completions at last_progress_ms */
     bool drain_claiming;      /* a STORE_DRAIN for it is outstanding */
     int drain_window;         /* parked jobs to take back at once (adapts: 0 = not set yet) */
     bool stalled_since_drain; /* it stalled since its last drain */

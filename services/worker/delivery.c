@@ -41,6 +41,11 @@
 #define PRESSURE_STALL_MS 100
 #define PRESSURE_CHECK_MS 50
 #define STALL_FACTOR 10
+/* ... and only once the other endpoints have shown they are answering:
+ * since the endpoint's last progress, twice as many requests have
+ * completed as the others have in flight. A loop that was busy or
+ * descheduled, or a receiver that is slow for everybody, completes
+ * nothing meanwhile, so it parks nobody. */
 
 enum {
     TAG_LOOKUP = 1, /* dedup lookup of consumed jobs (jobs[]) */
@@ -79,6 +84,7 @@ struct delivery {
     double latency_ewma_ms; /* moving average of answered requests' duration */
     int unconfirmed;     /* requests started whose outcome is not durable yet */
     int http_inflight;   /* requests the sender has */
+    uint64_t completions; /* requests answered (or failed) so far */
     int ops_pending;     /* our store operations not back yet */
     store_op_t *lookup;  /* filled during a consume round */
     store_op_t *fetch;   /* subscription re-reads waiting to be sent */
@@ -266,17 +272,29 @@ static bool must_park(const delivery_t *d, const endpoint_t *ep, const wjob_t *j
 }
 
 /* No answer for 'base' ms (or STALL_FACTOR typical requests) with every
- * request slot of the endpoint busy. */
+ * request slot of the endpoint busy, while the other endpoints answered. */
 static bool no_progress(const delivery_t *d, const endpoint_t *ep, int64_t now, int64_t base)
 {
+    if (ep->inflight < batcher_opts(d->b)->concurrency) return false;
     int64_t typical = (int64_t)(d->latency_ewma_ms * STALL_FACTOR);
     int64_t limit = typical > base ? typical : base;
-    return ep->inflight >= batcher_opts(d->b)->concurrency && now - ep->last_progress_ms > limit;
+    if (now - ep->last_progress_ms <= limit) return false;
+    uint64_t others = (uint64_t)(d->http_inflight - ep->inflight);
+    return d->completions - ep->progress_mark >= 2 * others;
 }
 
 static bool stalled(const delivery_t *d, const endpoint_t *ep, int64_t now)
 {
     return no_progress(d, ep, now, STALL_MS);
+}
+
+/* Every request slot busy, no answer for PRESSURE_STALL_MS (or STALL_FACTOR
+ * typical requests): not the time to take parked jobs back. */
+static bool busy_and_slow(const delivery_t *d, const endpoint_t *ep, int64_t now)
+{
+    int64_t typical = (int64_t)(d->latency_ewma_ms * STALL_FACTOR);
+    int64_t limit = typical > PRESSURE_STALL_MS ? typical : PRESSURE_STALL_MS;
+    return ep->inflight >= batcher_opts(d->b)->concurrency && now - ep->last_progress_ms > limit;
 }
 
 /* Parks what a stalled endpoint has queued; from now on its new jobs queue
@@ -358,8 +376,10 @@ static void on_result(delivery_t *d, request_t *req, const send_result_t *r)
     endpoint_t *ep = req->ep;
     const worker_t *w = d->w;
     d->http_inflight--;
+    d->completions++;
     ep->inflight--;
     ep->last_progress_ms = hookd_mono_ms();
+    ep->progress_mark = d->completions;
     req->in_sender = false;
     strbuf_free(&req->body);
 
@@ -561,7 +581,10 @@ static bool on_send(endpoint_t *ep, void *ud)
     req->next = d->requests;
     if (d->requests) d->requests->prev = req;
     d->requests = req;
-    if (ep->inflight == 0) ep->last_progress_ms = hookd_mono_ms();
+    if (ep->inflight == 0) {
+        ep->last_progress_ms = hookd_mono_ms();
+        ep->progress_mark = d->completions;
+    }
     ep->inflight++;
     d->unconfirmed++;
     d->http_inflight++;
@@ -686,6 +709,7 @@ static void tick_endpoint(endpoint_t *ep, void *ud)
     bool is_stalled = stalled(d, ep, c->now);
     if (is_stalled && ep->queued > 0) spill(d, ep);
     if (!ep->gl.draining || ep->drain_claiming || is_stalled || d->stopping) return;
+    if (busy_and_slow(d, ep, c->now)) return;
     const batcher_opts_t *o = batcher_opts(d->b);
     int chunk = 2 * o->batch_max > DRAIN_CHUNK_MIN ? 2 * o->batch_max : DRAIN_CHUNK_MIN;
     if (ep->drain_window <= 0) ep->drain_window = chunk;
