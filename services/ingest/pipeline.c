@@ -40,6 +40,8 @@
 #define RETRY_DELAY_MS 500       /* before re-producing a message the broker refused */
 #define REVOKE_DRAIN_MS 5000     /* wait for acks of revoked partitions at most this long */
 #define LOG_EVERY_MS 1000        /* rate limit of repetitive warnings */
+#define REVOKE_COMMIT_MS 5000    /* retry the commit of revoked partitions this long */
+#define COMMIT_RETRY_MS 50       /* between those retries */
 #define COMMIT_HOLD_MAX_MS 30000 /* periodic commits wait at most this long for a rebalance */
 
 /* A produced message's opaque: slot (16 bits) | slot generation (8) |
@@ -107,6 +109,8 @@ struct pipeline {
      * generation changes fails with ILLEGAL_GENERATION, and librdkafka then
      * declares the whole assignment lost (its partitions replay elsewhere). */
     int64_t commits_held_since; /* monotonic ms, 0: not held */
+    bool ever_assigned;         /* a first assignment arrived (see shutdown_pipeline) */
+    int64_t commit_retry_ms;    /* how long a synchronous commit is retried (commit_done_sync) */
     bool assign_before_rejoin;  /* the next assign callback still belongs to the old generation */
 
     /* reused per event: no allocation on the hot path */
@@ -601,13 +605,15 @@ static void handle_message(pipeline_t *p, const rd_kafka_message_t *m)
 /* ---------------------------------------------------------------- commits */
 
 /* Commits the committable offset of every assigned partition (those in
- * 'only' when given) that advanced since the last commit. */
-static void commit_done(pipeline_t *p, const rd_kafka_topic_partition_list_t *only, bool sync)
+ * 'only' when given) that advanced since the last commit. Returns the error
+ * of a synchronous commit (failed partitions are sent again next time). */
+static rd_kafka_resp_err_t commit_done(pipeline_t *p, const rd_kafka_topic_partition_list_t *only,
+                                       bool sync)
 {
     rd_kafka_topic_partition_list_t *l = NULL;
     if (!sync && p->commits_held_since &&
         hookd_mono_ms() - p->commits_held_since < COMMIT_HOLD_MAX_MS)
-        return;
+        return RD_KAFKA_RESP_ERR_NO_ERROR;
     for (int i = 0; i < p->n_slots; i++) {
         part_t *pt = p->slots[i];
         if (!pt->used) continue;
@@ -618,8 +624,10 @@ static void commit_done(pipeline_t *p, const rd_kafka_topic_partition_list_t *on
         rd_kafka_topic_partition_list_add(l, pt->topic, pt->partition)->offset = off;
         pt->commit_sent = off;
     }
-    if (!l) return;
+    if (!l) return RD_KAFKA_RESP_ERR_NO_ERROR;
     rd_kafka_resp_err_t err = rd_kafka_commit(p->consumer, l, sync ? 0 : 1);
+    for (int i = 0; sync && !err && i < l->cnt; i++)
+        if (l->elems[i].err) err = l->elems[i].err;
     if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
         if (log_gate(&p->log_commit_ms))
             log_warn("commit_failed error=\"%s\" action=retry", rd_kafka_err2str(err));
@@ -629,6 +637,23 @@ static void commit_done(pipeline_t *p, const rd_kafka_topic_partition_list_t *on
         }
     }
     rd_kafka_topic_partition_list_destroy(l);
+    return err == RD_KAFKA_RESP_ERR__NO_OFFSET ? RD_KAFKA_RESP_ERR_NO_ERROR : err;
+}
+
+/* A synchronous commit that outlasts the end of a rebalance: the
+ * coordinator answers REBALANCE_IN_PROGRESS while the other members have
+ * not synced the new generation yet (CompletingRebalance), typically for a
+ * few heartbeats. Committing before partitions move or the consumer closes
+ * is what keeps the next owner from replaying them, so retry until then
+ * (bounded by 'deadline', monotonic ms). */
+static void commit_done_sync(pipeline_t *p, const rd_kafka_topic_partition_list_t *only,
+                             int64_t deadline)
+{
+    while (commit_done(p, only, true) == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS &&
+           hookd_mono_ms() + COMMIT_RETRY_MS < deadline && !atomic_load(&p->failed)) {
+        rd_kafka_poll(p->producer, COMMIT_RETRY_MS); /* serves delivery reports meanwhile */
+        run_retries(p, false);
+    }
 }
 
 /* Offset commit result (pipeline thread, from the consumer poll). */
@@ -649,6 +674,11 @@ static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         if (pt && pt->commit_sent == tp->offset) pt->commit_sent = -1; /* send again */
     }
     metric_inc(failed ? p->m_commits_err : p->m_commits_ok);
+    if (hookd_log_level <= HOOKD_LOG_DEBUG)
+        for (int i = 0; offsets && i < offsets->cnt; i++)
+            log_debug("offset_commit partition=%s/%d offset=%lld error=\"%s\"", offsets->elems[i].topic,
+                      (int)offsets->elems[i].partition, (long long)offsets->elems[i].offset,
+                      rd_kafka_err2str(err ? err : offsets->elems[i].err));
     if (rebalancing) {
         if (!p->commits_held_since) log_info("commits_held reason=rebalance_in_progress");
         p->commits_held_since = hookd_mono_ms();
@@ -734,6 +764,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             if (e2) log_warn("pause_failed error=\"%s\"", rd_kafka_err2str(e2));
         }
         log_parts("partitions_assigned", parts);
+        p->ever_assigned = true;
         if (p->assign_before_rejoin) /* same generation as the revoke: the rejoin follows */
             p->assign_before_rejoin = false;
         else
@@ -746,7 +777,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             if (p->drain_deadline_ms && p->drain_deadline_ms < deadline)
                 deadline = p->drain_deadline_ms;
             drain_parts(p, parts, deadline);
-            commit_done(p, parts, true);
+            commit_done_sync(p, parts, hookd_mono_ms() + p->commit_retry_ms);
         }
         if (cooperative)
             error = rd_kafka_incremental_unassign(rk, parts);
@@ -880,7 +911,17 @@ static void shutdown_pipeline(pipeline_t *p)
     if (p->pending > 0)
         log_warn("shutdown_unacknowledged jobs=%lld action=republish_after_restart",
                  (long long)p->pending);
-    commit_done(p, NULL, true);
+    p->commit_retry_ms = budget / 8 < REVOKE_COMMIT_MS ? budget / 8 : REVOKE_COMMIT_MS;
+    commit_done_sync(p, NULL, hookd_mono_ms() + p->commit_retry_ms);
+    /* librdkafka 2.0 (fixed in 2.3, issue #4312) aborts when a cooperative-
+     * sticky consumer is closed before its first assignment: wait for it
+     * (bounded). Messages polled meanwhile are dropped unprocessed and
+     * uncommitted, so they are consumed again after the restart. */
+    int64_t join_deadline = hookd_mono_ms() + budget / 4;
+    while (!p->ever_assigned && hookd_mono_ms() < join_deadline) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(p->consumer, 100);
+        if (m) rd_kafka_message_destroy(m);
+    }
     /* leaves the group; the revoke callback commits again (nothing new) */
     rd_kafka_resp_err_t err = rd_kafka_consumer_close(p->consumer);
     if (err) log_warn("consumer_close_failed error=\"%s\"", rd_kafka_err2str(err));
@@ -1133,6 +1174,7 @@ pipeline_t *pipeline_start(ingest_t *ing, char *err, size_t err_size)
     p->ing = ing;
     p->cfg = &ing->cfg;
     p->wake[0] = p->wake[1] = -1;
+    p->commit_retry_ms = REVOKE_COMMIT_MS;
     p->health_subs = p->health_catalog = -1;
     strbuf_init(&p->job, 4096);
     register_metrics(p);
