@@ -9,8 +9,10 @@
 #include "hookd/kafka.h"
 #include "hookd/log.h"
 #include "hookd/metrics.h"
+#include "hookd/util.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +21,8 @@
 #define CONSUME_BUDGET 1000 /* messages per round before yielding to the loop */
 #define SAFETY_POLL_MS 100
 #define HELD_POLL_MAX_MS 5000
+#define HANDOVER_COMMIT_MS 5000 /* retry the commit of revoked partitions this long */
+#define FIRST_JOIN_WAIT_MS 5000 /* see consumer_close */
 
 struct consumer {
     worker_t *w;
@@ -32,6 +36,8 @@ struct consumer {
     uint64_t next_gen;
     bool stopped;
     bool held_back;       /* the memory bound holds consumption back */
+    bool subscribed;
+    bool ever_assigned;   /* a first assignment arrived (see consumer_close) */
     int64_t last_poll_ms; /* last time messages were taken */
     metric_t *m_commits, *m_commit_errors, *m_paused, *m_rebalances;
 };
@@ -70,8 +76,10 @@ bool consumer_alive(const consumer_t *c, int32_t partition, uint64_t gen)
 }
 
 /* Commits the trackers' positions that moved: all of them, or only the
- * partitions in 'only'. Returns 0 or -1. */
-static int commit(consumer_t *c, const rd_kafka_topic_partition_list_t *only, bool sync)
+ * partitions in 'only'. Returns the error of the commit request (of the
+ * first failed partition for a synchronous one), or 0. */
+static rd_kafka_resp_err_t commit(consumer_t *c, const rd_kafka_topic_partition_list_t *only,
+                                  bool sync)
 {
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
     for (int p = 0; p < c->n_slots; p++) {
@@ -83,9 +91,11 @@ static int commit(consumer_t *c, const rd_kafka_topic_partition_list_t *only, bo
         rd_kafka_topic_partition_list_add(l, c->w->cfg.jobs_topic, p)->offset = pos;
         offtrack_set_committed(t, pos);
     }
-    int rc = 0;
+    rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
     if (l->cnt > 0) {
-        rd_kafka_resp_err_t e = rd_kafka_commit(c->rk, l, sync ? 0 : 1);
+        e = rd_kafka_commit(c->rk, l, sync ? 0 : 1);
+        for (int i = 0; sync && !e && i < l->cnt; i++)
+            if (l->elems[i].err) e = l->elems[i].err;
         metric_inc(c->m_commits);
         if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
             metric_inc(c->m_commit_errors);
@@ -95,11 +105,22 @@ static int commit(consumer_t *c, const rd_kafka_topic_partition_list_t *only, bo
                 offtrack_t *t = tracker(c, l->elems[i].partition);
                 if (t) offtrack_set_committed(t, -1);
             }
-            rc = -1;
         }
     }
     rd_kafka_topic_partition_list_destroy(l);
-    return rc;
+    return e;
+}
+
+/* A synchronous commit before partitions move or the consumer closes: the
+ * coordinator answers REBALANCE_IN_PROGRESS until every member has synced
+ * the new generation (a few heartbeats), so retry for a bounded time;
+ * committing here keeps the next owner from re-reading finished jobs. */
+static void commit_before_handover(consumer_t *c, const rd_kafka_topic_partition_list_t *only)
+{
+    int64_t deadline = hookd_mono_ms() + HANDOVER_COMMIT_MS;
+    while (commit(c, only, true) == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS &&
+           hookd_mono_ms() < deadline)
+        poll(NULL, 0, 50);
 }
 
 /* Result of an asynchronous commit: a partition whose commit failed is
@@ -180,6 +201,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             c->trackers[p] = offtrack_new(p, ++c->next_gen);
         }
         log_partitions("partitions_assigned", parts);
+        c->ever_assigned = true;
         if (coop) {
             e = rd_kafka_incremental_assign(rk, parts);
         } else {
@@ -189,7 +211,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
         bool lost = rd_kafka_assignment_lost(rk);
         log_partitions(lost ? "partitions_lost" : "partitions_revoked", parts);
-        if (!lost) commit(c, parts, true); /* what is done stays done */
+        if (!lost) commit_before_handover(c, parts); /* what is done stays done */
         for (int i = 0; i < parts->cnt; i++) {
             int32_t p = parts->elems[i].partition;
             offtrack_t *t = tracker(c, p);
@@ -372,6 +394,7 @@ consumer_t *consumer_new(worker_t *w)
     rd_kafka_topic_partition_list_t *topics = hookd_kafka_topic_list(w->cfg.jobs_topic);
     e = rd_kafka_subscribe(c->rk, topics);
     rd_kafka_topic_partition_list_destroy(topics);
+    c->subscribed = e == RD_KAFKA_RESP_ERR_NO_ERROR;
     if (e) {
         log_error("kafka_subscribe_failed topic=%s error=\"%s\"", w->cfg.jobs_topic,
                   rd_kafka_err2str(e));
@@ -403,8 +426,17 @@ void consumer_close(consumer_t *c)
     if (c->poll_ev) event_free(c->poll_ev);
     if (c->commit_ev) event_free(c->commit_ev);
     if (c->rk) {
-        commit(c, NULL, true);
+        commit_before_handover(c, NULL);
         if (c->queue) rd_kafka_queue_io_event_enable(c->queue, -1, NULL, 0);
+        /* librdkafka 2.0 (fixed in 2.3, issue #4312) aborts when a
+         * cooperative-sticky consumer is closed before its first assignment:
+         * wait for it (bounded). Jobs polled meanwhile are dropped unread and
+         * uncommitted, so they are consumed again after the restart. */
+        int64_t join_deadline = hookd_mono_ms() + FIRST_JOIN_WAIT_MS;
+        while (c->subscribed && !c->ever_assigned && hookd_mono_ms() < join_deadline) {
+            rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, 100);
+            if (m) rd_kafka_message_destroy(m);
+        }
         rd_kafka_resp_err_t e = rd_kafka_consumer_close(c->rk);
         if (e) log_warn("kafka_close_failed error=\"%s\"", rd_kafka_err2str(e));
         if (c->queue) rd_kafka_queue_destroy(c->queue);
