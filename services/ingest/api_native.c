@@ -27,34 +27,27 @@
 #define WEBHOOK_JSON_SECRET "json_build_object(" WEBHOOK_FIELDS ", 'secret', s.secret)"
 #define OWN "s.owner_kind = $1 AND s.owner_id = $2"
 
-static const api_field_t create_fields[] = {
-    {"event_types", API_F_STRINGS, true, EVENT_TYPE_MAX - 1, API_MAX_TYPES},
-    {"target_url", API_F_STRING, true, 4096, 0},
-    {"name", API_F_STRING, false, 256, 0},
-    {"description", API_F_STRING, false, 4096, 0},
-    {"statuses", API_F_STRINGS_NULL, false, 64, API_MAX_STATUSES},
-    {"payload_mode", API_F_STRING, false, 16, 0},
-    {"body_format", API_F_STRING, false, 16, 0},
-    {"batch", API_F_BOOL, false, 0, 0},
-    {"active", API_F_BOOL, false, 0, 0},
-    {"metadata", API_F_OBJECT, false, 0, 0},
-    {NULL, 0, false, 0, 0},
-};
+/* The fields of a webhook; 'req': whether event_types and target_url are
+ * required. */
+/* clang-format off */
+#define WEBHOOK_BODY_FIELDS(req)                                                                   \
+    {"event_types", API_F_STRINGS, req, EVENT_TYPE_MAX - 1, API_MAX_TYPES},                        \
+    {"target_url", API_F_STRING, req, 4096, 0},                                                    \
+    {"name", API_F_STRING, false, 256, 0},                                                         \
+    {"description", API_F_STRING, false, 4096, 0},                                                 \
+    {"statuses", API_F_STRINGS_NULL, false, 64, API_MAX_STATUSES},                                 \
+    {"payload_mode", API_F_STRING, false, 16, 0},                                                  \
+    {"body_format", API_F_STRING, false, 16, 0},                                                   \
+    {"batch", API_F_BOOL, false, 0, 0},                                                            \
+    {"active", API_F_BOOL, false, 0, 0},                                                           \
+    {"metadata", API_F_OBJECT, false, 0, 0},                                                       \
+    {NULL, 0, false, 0, 0}
+/* clang-format on */
+
+static const api_field_t create_fields[] = {WEBHOOK_BODY_FIELDS(true)};
 
 /* PATCH: the same fields, none required. */
-static const api_field_t patch_fields[] = {
-    {"event_types", API_F_STRINGS, false, EVENT_TYPE_MAX - 1, API_MAX_TYPES},
-    {"target_url", API_F_STRING, false, 4096, 0},
-    {"name", API_F_STRING, false, 256, 0},
-    {"description", API_F_STRING, false, 4096, 0},
-    {"statuses", API_F_STRINGS_NULL, false, 64, API_MAX_STATUSES},
-    {"payload_mode", API_F_STRING, false, 16, 0},
-    {"body_format", API_F_STRING, false, 16, 0},
-    {"batch", API_F_BOOL, false, 0, 0},
-    {"active", API_F_BOOL, false, 0, 0},
-    {"metadata", API_F_OBJECT, false, 0, 0},
-    {NULL, 0, false, 0, 0},
-};
+static const api_field_t patch_fields[] = {WEBHOOK_BODY_FIELDS(false)};
 
 static const api_field_t no_fields[] = {{NULL, 0, false, 0, 0}};
 

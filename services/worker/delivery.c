@@ -1058,23 +1058,30 @@ typedef struct {
     store_op_t *leases;
 } abandon_ctx_t;
 
-static void abandon_job(abandon_ctx_t *c, wjob_t *j)
+/* Takes every job queued for 'ep' and its probe, handing each to 'fn'. */
+static void take_queued(endpoint_t *ep, void (*fn)(void *ud, wjob_t *j), void *ud)
 {
+    for (wjob_t *j = batcher_take_all(ep), *next; j; j = next) {
+        next = j->next;
+        fn(ud, j);
+    }
+    if (ep->probe) {
+        wjob_t *probe = ep->probe;
+        ep->probe = NULL;
+        fn(ud, probe);
+    }
+}
+
+static void abandon_job(void *ud, wjob_t *j)
+{
+    abandon_ctx_t *c = ud;
     if (j->source == WJOB_PARKED) store_op_add_id(c->leases, j->id);
     release(c->d, j);
 }
 
 static void abandon_endpoint(endpoint_t *ep, void *ud)
 {
-    abandon_ctx_t *c = ud;
-    for (wjob_t *j = batcher_take_all(ep), *next; j; j = next) {
-        next = j->next;
-        abandon_job(c, j);
-    }
-    if (ep->probe) {
-        abandon_job(c, ep->probe);
-        ep->probe = NULL;
-    }
+    take_queued(ep, abandon_job, ud);
 }
 
 void delivery_abandon(delivery_t *d)
@@ -1205,17 +1212,14 @@ delivery_t *delivery_new(worker_t *w)
     return d;
 }
 
+static void release_job(void *ud, wjob_t *j)
+{
+    release(ud, j);
+}
+
 static void free_queued(endpoint_t *ep, void *ud)
 {
-    delivery_t *d = ud;
-    for (wjob_t *j = batcher_take_all(ep), *next; j; j = next) {
-        next = j->next;
-        release(d, j);
-    }
-    if (ep->probe) {
-        release(d, ep->probe);
-        ep->probe = NULL;
-    }
+    take_queued(ep, release_job, ud);
 }
 
 void delivery_free(delivery_t *d)

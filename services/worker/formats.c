@@ -131,17 +131,10 @@ static void put_payload(strbuf_t *out, const job_t *job)
         strbuf_append(out, "null", 4);
 }
 
-static void item_standard(strbuf_t *out, const job_t *job)
+/* ,"account":...[,"directory":...],"data":<payload>} ending an item */
+static void put_owner_data(strbuf_t *out, const job_t *job)
 {
-    char when[40];
-    hookd_format_time(job->occurred_at_ms, when, sizeof(when));
-    PUT_KEY(out, "{\"type\":");
-    put_string(out, job->type);
-    PUT_KEY(out, ",\"id\":");
-    put_string(out, job->event_id);
-    PUT_KEY(out, ",\"timestamp\":\"");
-    strbuf_puts(out, when);
-    PUT_KEY(out, "\",\"account\":");
+    PUT_KEY(out, ",\"account\":");
     put_string(out, job->account);
     if (job->directory[0]) {
         PUT_KEY(out, ",\"directory\":");
@@ -152,19 +145,25 @@ static void item_standard(strbuf_t *out, const job_t *job)
     strbuf_putc(out, '}');
 }
 
+static void item_standard(strbuf_t *out, const job_t *job)
+{
+    char when[40];
+    hookd_format_time(job->occurred_at_ms, when, sizeof(when));
+    PUT_KEY(out, "{\"type\":");
+    put_string(out, job->type);
+    PUT_KEY(out, ",\"id\":");
+    put_string(out, job->event_id);
+    PUT_KEY(out, ",\"timestamp\":\"");
+    strbuf_puts(out, when);
+    strbuf_putc(out, '"');
+    put_owner_data(out, job);
+}
+
 static void item_vcita(strbuf_t *out, const job_t *job)
 {
     PUT_KEY(out, "{\"event\":");
     put_string(out, job->type);
-    PUT_KEY(out, ",\"account\":");
-    put_string(out, job->account);
-    if (job->directory[0]) {
-        PUT_KEY(out, ",\"directory\":");
-        put_string(out, job->directory);
-    }
-    PUT_KEY(out, ",\"data\":");
-    put_payload(out, job);
-    strbuf_putc(out, '}');
+    put_owner_data(out, job);
 }
 
 static void item_vyte(strbuf_t *out, const job_t *job)
