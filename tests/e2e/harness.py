@@ -391,6 +391,7 @@ class Receiver:
         self.mode = "normal"  # normal | hang | close
         self.response_body = b""
         self.responder = None  # optional fn(request dict) -> (status, body) or None
+        self.released = threading.Event()  # ends hanging requests (set by stop)
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -414,8 +415,8 @@ class Receiver:
                     answer = responder(req)
                     if answer is not None:
                         status, rbody = answer
-                if mode == "hang":
-                    time.sleep(3600)
+                if mode == "hang":  # until the receiver stops
+                    receiver.released.wait()
                     return
                 if mode == "close":
                     self.close_connection = True
@@ -468,6 +469,7 @@ class Receiver:
             return list(self.requests)
 
     def close(self):
+        self.released.set()
         self.server.shutdown()
         self.server.server_close()
 
