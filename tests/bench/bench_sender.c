@@ -8,6 +8,7 @@
  *
  * Prints: bench_sender requests=<n> seconds=<s> rps=<r> errors=<e> */
 #include "formats.h"
+#include "post_args.h"
 #include "hookd/util.h"
 #include "sender.h"
 
@@ -15,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_URLS 100000
 
 typedef struct bench {
     struct event_base *base;
@@ -65,18 +65,6 @@ static void on_done(const send_result_t *r, void *ctx)
     if (b->finished == b->requests) event_base_loopbreak(b->base);
 }
 
-static char *make_body(size_t n) /* identical to raw_post's */
-{
-    if (n < 12) n = 12;
-    char *b = malloc(n + 1);
-    if (!b) abort();
-    memcpy(b, "{\"pad\":\"", 8);
-    memset(b + 8, 'x', n - 10);
-    memcpy(b + n - 2, "\"}", 2);
-    b[n] = '\0';
-    return b;
-}
-
 static void usage(void)
 {
     fprintf(stderr, "usage: bench_sender (--url URL ... | --url-template T --endpoints E) "
@@ -86,49 +74,15 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
-    static char *urls[MAX_URLS];
-    int n_urls = 0, endpoints = 1, concurrency = 64;
-    long requests = 100000, body_bytes = 256;
-    const char *tmpl = NULL;
-    bool sign = true;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--no-sign") == 0) {
-            sign = false;
-            continue;
-        }
-        if (!v) usage();
-        if (strcmp(a, "--url") == 0 && n_urls < MAX_URLS)
-            urls[n_urls++] = strdup(v);
-        else if (strcmp(a, "--url-template") == 0)
-            tmpl = v;
-        else if (strcmp(a, "--endpoints") == 0)
-            endpoints = atoi(v);
-        else if (strcmp(a, "--requests") == 0)
-            requests = atol(v);
-        else if (strcmp(a, "--body-bytes") == 0)
-            body_bytes = atol(v);
-        else if (strcmp(a, "--concurrency") == 0)
-            concurrency = atoi(v);
-        else
-            usage();
-        i++;
-    }
-    if (tmpl) {
-        if (endpoints < 1 || endpoints > MAX_URLS) usage();
-        for (int e = 0; e < endpoints && n_urls < MAX_URLS; e++) {
-            char u[2048];
-            const char *d = strstr(tmpl, "%d");
-            if (!d) usage();
-            snprintf(u, sizeof(u), "%.*s%d%s", (int)(d - tmpl), tmpl, e, d + 2);
-            urls[n_urls++] = strdup(u);
-        }
-    }
-    if (n_urls == 0 || requests < 1 || concurrency < 1 || body_bytes < 0) usage();
-    if (concurrency > requests) concurrency = (int)requests;
+    post_args_t args;
+    post_args_parse(argc, argv, &args, true, usage);
+    char **urls = args.urls;
+    int n_urls = args.n_urls, concurrency = args.concurrency;
+    long requests = args.requests;
+    bool sign = args.sign;
 
     bench_t b = {.urls = urls, .n_urls = n_urls, .requests = requests, .sign = sign};
-    char *body = make_body((size_t)body_bytes);
+    char *body = make_body((size_t)args.body_bytes);
     b.body = body;
     b.body_len = strlen(body);
     b.now_s = hookd_now_ms() / 1000;
@@ -158,8 +112,7 @@ int main(int argc, char **argv)
                     b.classes[c]);
     sender_free(b.sender);
     event_base_free(b.base);
-    for (int i = 0; i < n_urls; i++)
-        free(urls[i]);
+    post_args_free(&args);
     free(body);
     return 0;
 }

@@ -7,13 +7,14 @@
  *            [--requests 100000] [--body-bytes 256] [--concurrency 64]
  *
  * Prints: raw_post requests=<n> seconds=<s> rps=<r> errors=<e> */
+#include "post_args.h"
+
 #include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#define MAX_URLS 100000
 
 static double now_s(void)
 {
@@ -27,19 +28,6 @@ static size_t discard(char *ptr, size_t size, size_t nmemb, void *userdata)
     return size * nmemb;
 }
 
-/* A JSON body of exactly 'n' bytes (n >= 12): {"pad":"xxx..."} */
-static char *make_body(size_t n)
-{
-    if (n < 12) n = 12;
-    char *b = malloc(n + 1);
-    if (!b) abort();
-    memcpy(b, "{\"pad\":\"", 8);
-    memset(b + 8, 'x', n - 10);
-    memcpy(b + n - 2, "\"}", 2);
-    b[n] = '\0';
-    return b;
-}
-
 static void usage(void)
 {
     fprintf(stderr, "usage: raw_post (--url URL ... | --url-template T --endpoints E) "
@@ -49,42 +37,12 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
-    static char *urls[MAX_URLS];
-    int n_urls = 0, endpoints = 1, concurrency = 64;
-    long requests = 100000, body_bytes = 256;
-    const char *tmpl = NULL;
-    for (int i = 1; i < argc; i += 2) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!v) usage();
-        if (strcmp(a, "--url") == 0 && n_urls < MAX_URLS)
-            urls[n_urls++] = strdup(v);
-        else if (strcmp(a, "--url-template") == 0)
-            tmpl = v;
-        else if (strcmp(a, "--endpoints") == 0)
-            endpoints = atoi(v);
-        else if (strcmp(a, "--requests") == 0)
-            requests = atol(v);
-        else if (strcmp(a, "--body-bytes") == 0)
-            body_bytes = atol(v);
-        else if (strcmp(a, "--concurrency") == 0)
-            concurrency = atoi(v);
-        else
-            usage();
-    }
-    if (tmpl) {
-        if (endpoints < 1 || endpoints > MAX_URLS) usage();
-        for (int e = 0; e < endpoints && n_urls < MAX_URLS; e++) {
-            char u[2048];
-            const char *d = strstr(tmpl, "%d");
-            if (!d) usage();
-            snprintf(u, sizeof(u), "%.*s%d%s", (int)(d - tmpl), tmpl, e, d + 2);
-            urls[n_urls++] = strdup(u);
-        }
-    }
-    if (n_urls == 0 || requests < 1 || concurrency < 1 || body_bytes < 0) usage();
-    if (concurrency > requests) concurrency = (int)requests;
-
-    char *body = make_body((size_t)body_bytes);
+    post_args_t args;
+    post_args_parse(argc, argv, &args, false, usage);
+    char **urls = args.urls;
+    int n_urls = args.n_urls, concurrency = args.concurrency;
+    long requests = args.requests;
+    char *body = make_body((size_t)args.body_bytes);
     size_t body_len = strlen(body);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     CURLM *multi = curl_multi_init();
@@ -142,8 +100,7 @@ int main(int argc, char **argv)
     curl_slist_free_all(headers);
     curl_multi_cleanup(multi);
     curl_global_cleanup();
-    for (int i = 0; i < n_urls; i++)
-        free(urls[i]);
+    post_args_free(&args);
     free(body);
     return 0;
 }
