@@ -14,6 +14,9 @@
 #include "hookd/log.h"
 #include "hookd/sign.h"
 
+#define FUZZ_NAME "fuzz_event"
+#include "fuzz_common.h"
+
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,31 +24,6 @@
 
 #define MAX_HEADERS 16
 #define MAX_EVENT_BYTES (1024 * 1024)
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "fuzz_event: check failed at line %d: %s\n", __LINE__, #cond);         \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
-
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    (void)argc;
-    (void)argv;
-    hookd_log_init("fuzz_event", HOOKD_LOG_ERROR + 1, 0);
-    return 0;
-}
-
-/* A heap copy of exactly 'len' bytes, so ASan sees any read past the end. */
-static char *dup_exact(const uint8_t *p, size_t len)
-{
-    char *c = malloc(len ? len : 1);
-    if (!c) abort();
-    if (len) memcpy(c, p, len);
-    return c;
-}
 
 static bool type_char(char c)
 {

@@ -10,6 +10,9 @@
 #include "hookd/json.h"
 #include "hookd/log.h"
 
+#define FUZZ_NAME "fuzz_job"
+#include "fuzz_common.h"
+
 #include <curl/curl.h>
 #include <json-c/json.h>
 #include <stdint.h>
@@ -18,30 +21,6 @@
 #include <string.h>
 
 #define MAX_MEMBERS 32
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "fuzz_job: check failed at line %d: %s\n", __LINE__, #cond);           \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
-
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    (void)argc;
-    (void)argv;
-    hookd_log_init("fuzz_job", HOOKD_LOG_ERROR + 1, 0);
-    return 0;
-}
-
-static char *dup_exact(const void *p, size_t len)
-{
-    char *c = malloc(len ? len : 1);
-    if (!c) abort();
-    if (len) memcpy(c, p, len);
-    return c;
-}
 
 /* Decodes the JSON string 'quoted' both ways; the results must agree, be
  * valid UTF-8, and survive json_escape -> json_scan -> decode unchanged. */
