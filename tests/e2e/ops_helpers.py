@@ -87,6 +87,18 @@ class Stack:
         """The job ids (= webhook-ids) the events must be delivered with."""
         return {expected_job_id(e["id"], self.subs[e["account"]]["id"]) for e in events}
 
+    def restart_and_deliver(self, expected, timeout=90):
+        """Restarts ingest and worker, waits until every id in 'expected' is
+        delivered and returns the delivery report, checked to hold exactly
+        those ids (requests from the restarted run are attributed to it)."""
+        restarted = time.time()
+        self.ingest.restart()
+        self.worker.restart()
+        self.wait_delivered(expected, timeout=timeout)
+        report = delivery_report(self, run_starts=[restarted])
+        assert set(report.by_id) == expected
+        return report
+
     def wait_delivered(self, ids, timeout=60):
         """Waits until every id in 'ids' reached the receiver and is finished
         (delivered) in PostgreSQL, so nothing more is on its way."""

@@ -36,13 +36,7 @@ def test_sigterm_both_services_during_load(services, db, kafka, receiver):
 
     load.join_ok()
     Load(kafka, evs[3000:]).join_ok()  # the rest of the load arrives while both are down
-    restarted = time.time()
-    stack.ingest.restart()
-    stack.worker.restart()
-    stack.wait_delivered(expected, timeout=90)
-
-    report = delivery_report(stack, run_starts=[restarted])
-    assert set(report.by_id) == expected
+    report = stack.restart_and_deliver(expected)
     # a job is sent again only if its request was in flight at the signal
     resent = report.resent_after(0)
     assert report.dups == resent
@@ -127,12 +121,7 @@ def test_second_signal_exits_at_once_and_loses_nothing(services, db, kafka, rece
         kafka.partition_leader(JOBS, p, 1 + p % 3)
 
     load.join_ok()
-    restarted = time.time()
-    stack.ingest.restart()
-    stack.worker.restart()
-    stack.wait_delivered(expected, timeout=90)
-    report = delivery_report(stack, run_starts=[restarted])
-    assert set(report.by_id) == expected
+    report = stack.restart_and_deliver(expected)
     # only what was in flight when the process ended may come again
     assert report.dups == report.resent_after(0)
     assert len(report.dups) <= MAX_INFLIGHT
