@@ -39,6 +39,8 @@ struct consumer {
     bool subscribed;
     bool ever_assigned;   /* a first assignment arrived (see consumer_close) */
     int64_t last_poll_ms; /* last time messages were taken */
+    bool held_since_wake; /* held back since the last wake_fetchers */
+    metric_t *m_fetch_wakes;
     metric_t *m_commits, *m_commit_errors, *m_paused, *m_rebalances;
 };
 
@@ -156,6 +158,7 @@ static bool may_consume(consumer_t *c)
 {
     int64_t now = hookd_mono_ms();
     bool full = delivery_over_high_water(c->w->dlv);
+    if (full) c->held_since_wake = true;
     if (full != c->held_back) {
         c->held_back = full;
         metric_set(c->m_paused, full ? 1 : 0);
@@ -238,6 +241,49 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     }
 }
 
+/* librdkafka 2.0 stops fetching a partition while its prefetch queue is
+ * over queued.max.messages.kbytes (the memory bound held consumption back)
+ * and looks again only when something else wakes the broker thread, at the
+ * latest after a second (2.1 added fetch.queue.backoff.ms). So once the
+ * worker, after being held back, has emptied the queue while partitions
+ * still have messages on the broker (last known high watermark above the
+ * position), a seek to the position restarts their fetch at once. Lossless:
+ * the position is the next offset the worker has not read (the queue is
+ * empty; a fetch in flight is discarded and made again). At most one per
+ * held-back episode, so a slow broker never sees its fetches cut short
+ * over and over. */
+static void wake_fetchers(consumer_t *c)
+{
+    c->held_since_wake = false;
+    const char *topic = c->w->cfg.jobs_topic;
+    rd_kafka_topic_partition_list_t *pos = rd_kafka_topic_partition_list_new(8);
+    for (int p = 0; p < c->n_slots; p++)
+        if (c->trackers[p]) rd_kafka_topic_partition_list_add(pos, topic, p);
+    rd_kafka_topic_partition_list_t *seek = NULL;
+    if (pos->cnt && rd_kafka_position(c->rk, pos) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        for (int i = 0; i < pos->cnt; i++) {
+            int64_t lo, hi, at = pos->elems[i].offset;
+            if (at < 0 || rd_kafka_get_watermark_offsets(c->rk, topic, pos->elems[i].partition, &lo,
+                                                         &hi) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+                hi <= at)
+                continue;
+            if (!seek) seek = rd_kafka_topic_partition_list_new(pos->cnt);
+            rd_kafka_topic_partition_list_add(seek, topic, pos->elems[i].partition)->offset = at;
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(pos);
+    if (!seek) return;
+    rd_kafka_error_t *e = rd_kafka_seek_partitions(c->rk, seek, 0); /* asynchronous */
+    if (e) {
+        log_warn("fetch_wake_failed error=\"%s\"", rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+    } else {
+        metric_inc(c->m_fetch_wakes);
+        log_debug("fetch_woken partitions=%d", seek->cnt);
+    }
+    rd_kafka_topic_partition_list_destroy(seek);
+}
+
 static void consume_round(consumer_t *c)
 {
     if (c->stopped || !may_consume(c)) return;
@@ -263,6 +309,7 @@ static void consume_round(consumer_t *c)
         if (c->stopped) break; /* a rebalance callback may have run */
     }
     delivery_round_end(c->w->dlv);
+    if (n == 0 && c->held_since_wake && !c->stopped) wake_fetchers(c);
     if (n >= CONSUME_BUDGET) event_active(c->io_ev, EV_READ, 0); /* more after other events */
 }
 
@@ -367,6 +414,10 @@ consumer_t *consumer_new(worker_t *w)
                                 "1 while the memory bound holds consumption back", NULL);
     c->m_rebalances = metrics_counter("hookd_worker_rebalances_total",
                                       "Partition assignments and revocations", NULL);
+    c->m_fetch_wakes = metrics_counter("hookd_worker_fetch_wakes_total",
+                                       "Seeks that restarted fetching stopped by a full prefetch "
+                                       "queue (librdkafka 2.0)",
+                                       NULL);
     if (!(c->rk = new_client(c))) goto fail;
     w->consumer = c->rk;
     rd_kafka_resp_err_t e = rd_kafka_poll_set_consumer(c->rk);
