@@ -116,3 +116,31 @@ def test_jobs_of_two_subscriptions_at_one_endpoint_are_batched_per_subscription(
         by_sig[owner["id"]] = body_ids(r)
     assert by_sig[a["id"]] == ["evt_0", "evt_2", "evt_4"]
     assert by_sig[b["id"]] == ["evt_1", "evt_3", "evt_5"]
+
+
+def test_a_backlog_beyond_the_memory_bound_is_delivered_once_in_order(db, kafka, services, receiver):
+    """12,000 jobs of ~900 bytes (more than the worker holds: 8,000 jobs /
+    6 MiB, and more than its 6 MiB prefetch): consumption is held back, the
+    prefetch fills, and librdkafka 2.0 would stop fetching for up to a second
+    each time; the worker restarts the fetch (hookd_worker_fetch_wakes_total)
+    without losing, repeating or reordering a job."""
+    db.migrate()
+    subs = [insert_subscription(db, receiver.url("/ep/%d" % i)) for i in range(20)]
+    pad = "x" * 700
+    jobs = [make_job(subs[i % 20], "evt_%05d" % i, payload={"n": i, "pad": pad}) for i in range(12000)]
+    # endpoint i on partition i % 4, so no partition holds more than ~2.7 MB
+    # (the embedded broker drops the oldest data beyond 5 MiB per partition)
+    for part in range(4):
+        produce_jobs(kafka, [j for n, j in enumerate(jobs) if n % 20 % 4 == part], partition=part)
+    worker = start_worker(services, HOOKD_BATCH_WINDOW_MS=200, HOOKD_BATCH_MAX=100)
+    wait_finished(db, [j["id"] for j in jobs], "delivered", timeout=120)
+    per_endpoint = {}
+    for r in receiver.snapshot():
+        per_endpoint.setdefault(r["path"], []).extend(body_ids(r))
+    for i in range(20):
+        got = per_endpoint.get("/ep/%d" % i, [])
+        assert got == ["evt_%05d" % n for n in range(i, 12000, 20)]  # each once, in order
+    m = worker.metrics()
+    assert metric(m, "hookd_jobs_held") == 0
+    assert metric(m, "hookd_worker_fetch_wakes_total") >= 1
+    assert metric(m, "hookd_deliveries_total", outcome="success") == 12000
