@@ -362,6 +362,34 @@ static int set_default(const hookd_config_t *cfg, rd_kafka_conf_t *conf, const c
     return hookd_kafka_set(conf, name, value, err, err_size);
 }
 
+/* Small fetches: what a fetch brings in is decompressed whole and stays in
+ * memory beside the prefetch queue until its last message is consumed, and
+ * jobs compress several times over, so 8 MiB compressed fetches from three
+ * brokers cost ~100 MiB at once. FETCH_BYTES per response keeps that to a
+ * few MiB while still moving ~10,000 jobs per round trip. librdkafka wants
+ * fetch.max.bytes >= message.max.bytes (its own request size limit, whose
+ * 1 MB default a consumer never needs): the default follows an operator's
+ * message.max.bytes. A batch bigger than the limit is still fetched whole. */
+#define FETCH_BYTES 262144
+#define PARTITION_FETCH_BYTES 65536
+
+static int set_fetch_size(const hookd_config_t *cfg, rd_kafka_conf_t *conf, char *err,
+                          size_t err_size)
+{
+    char value[32];
+    size_t size = sizeof(value);
+    long long fetch = FETCH_BYTES;
+    snprintf(value, sizeof(value), "%d", FETCH_BYTES);
+    if (set_default(cfg, conf, "message.max.bytes", value, err, err_size) < 0) return -1;
+    if (rd_kafka_conf_get(conf, "message.max.bytes", value, &size) == RD_KAFKA_CONF_OK &&
+        atoll(value) > fetch)
+        fetch = atoll(value);
+    snprintf(value, sizeof(value), "%lld", fetch);
+    if (set_default(cfg, conf, "fetch.max.bytes", value, err, err_size) < 0) return -1;
+    snprintf(value, sizeof(value), "%d", PARTITION_FETCH_BYTES);
+    return set_default(cfg, conf, "max.partition.fetch.bytes", value, err, err_size);
+}
+
 static rd_kafka_t *new_client(consumer_t *c)
 {
     char err[512];
@@ -384,7 +412,7 @@ static rd_kafka_t *new_client(consumer_t *c)
         /* prefetch bounded for the memory budget; it holds most of a second of
          * work, as librdkafka 2.0 waits 1 s before fetching again once it is full */
         set_default(cfg, conf, "queued.max.messages.kbytes", "6144", err, sizeof(err)) < 0 ||
-        set_default(cfg, conf, "fetch.max.bytes", "8388608", err, sizeof(err)) < 0) {
+        set_fetch_size(cfg, conf, err, sizeof(err)) < 0) {
         rd_kafka_conf_destroy(conf);
         log_error("kafka_config_failed error=\"%s\"", err);
         return NULL;
