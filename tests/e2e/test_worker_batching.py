@@ -4,6 +4,8 @@ batch=false sends one job per request, window 0 sends at once."""
 
 import json
 
+import pytest
+
 from harness import metric, wait_for
 from worker_helpers import (body_ids, insert_subscription, make_job, produce_jobs, start_worker,
                             verify, wait_finished)
@@ -144,3 +146,24 @@ def test_a_backlog_beyond_the_memory_bound_is_delivered_once_in_order(db, kafka,
     assert metric(m, "hookd_jobs_held") == 0
     assert metric(m, "hookd_worker_fetch_wakes_total") >= 1
     assert metric(m, "hookd_deliveries_total", outcome="success") == 12000
+
+
+@pytest.mark.parametrize("env", [{}, {"HOOKD_KAFKA_MESSAGE_MAX_BYTES": 2000000}],
+                         ids=["default", "operator_message_max_bytes"])
+def test_jobs_bigger_than_a_fetch_are_delivered_whole_and_in_order(db, kafka, services, receiver, env):
+    """The worker fetches 256 KiB per broker response (to bound memory);
+    a job of ~700 KB still comes through whole, between small ones, in
+    order. With an operator's larger message.max.bytes the fetch limit
+    follows it (librdkafka refuses fetch.max.bytes below it)."""
+    db.migrate()
+    sub = insert_subscription(db, receiver.url("/big"), batch=False)
+    big = "y" * 700_000
+    jobs = [make_job(sub, "evt_%d" % i, payload={"n": i, "pad": big if i % 2 else ""})
+            for i in range(6)]
+    produce_jobs(kafka, jobs)
+    start_worker(services, HOOKD_BATCH_MAX_BYTES=1048576, **env)
+    reqs = receiver.wait_count(6, timeout=60)
+    bodies = [json.loads(r["body"]) for r in reqs]
+    assert [b["id"] for b in bodies] == ["evt_%d" % i for i in range(6)]
+    assert [len(b["data"]["pad"]) for b in bodies] == [0, 700_000] * 3
+    assert all(verify(sub["secret"], r) for r in reqs)
