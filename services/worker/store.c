@@ -21,12 +21,13 @@
 #include <unistd.h>
 
 #define STORE_MAX_OPS_PER_ROUND 4096
-#define STORE_MAX_ROWS_PER_ROUND 1024
+#define STORE_MAX_ROWS_PER_ROUND 4096
 #define STORE_IDLE_WAIT_MS 50
 #define STORE_EXPIRE_EVERY_MS 5000
 #define STORE_GAUGES_EVERY_MS 2000
 #define STORE_PRUNE_EVERY_MS 60000
 #define STORE_PRUNE_CHUNK 5000
+#define LOOKUP_MAX_JOBS 4096 /* ids per lookup statement */
 
 struct store {
     store_opts_t o;
@@ -40,6 +41,11 @@ struct store {
     atomic_int pending;                  /* submitted - delivered (event loop view) */
     atomic_bool connected;
     PGconn *conn; /* store thread only */
+    /* the lookup thread (see lookup_run) */
+    pthread_t lookup_thread;
+    bool lookup_started;
+    pthread_cond_t lookup_cond;
+    store_op_t *lookup_head, *lookup_tail; /* STORE_LOOKUP ops submitted, not taken */
     bool safe;    /* run the next round with SQL_HOT_SAFE_NAME (a job was finished twice) */
     /* event loop side */
     struct event_base *base;
@@ -261,11 +267,9 @@ static PGresult *exec_params(PGconn *c, const char *name, const char *sql, int n
 /* The statement of every round (prepared once per connection): the writes
  * of job outcomes - finished_jobs (dedup), the delivery log, parked_jobs
  * upserts (retries, grey-list parking; ORDER BY ord so seq follows the
- * order jobs were parked in) and deletes - and the dedup lookup of newly
- * consumed jobs, all in one round trip. Empty arrays make a part a no-op.
- * The lookup reads the snapshot before these writes, which is enough: a job
- * written in this round is still held in memory, so its duplicates never
- * reach a lookup.
+ * order jobs were parked in) and deletes, all in one round trip. Empty
+ * arrays make a part a no-op. (The dedup lookups of newly consumed jobs run
+ * beside these rounds on a connection of their own: SQL_LOOKUP.)
  *
  * finished_jobs is a plain INSERT: ON CONFLICT DO NOTHING probes the unique
  * index once more per row, and a job finished twice is rare (two replicas
@@ -279,7 +283,7 @@ static PGresult *exec_params(PGconn *c, const char *name, const char *sql, int n
  * which is how the README's "what became of a job" recipe finds it. */
 #define SQL_HOT_NAME "hookd_worker_round"
 #define SQL_HOT_SAFE_NAME "hookd_worker_round_safe"
-#define SQL_HOT_PARAMS 30
+#define SQL_HOT_PARAMS 29
 #define SQL_HOT(conflict)                                                                          \
     "WITH f AS ("                                                                                  \
     "  INSERT INTO finished_jobs (job_id, state, subscription_id)"                                 \
@@ -306,9 +310,19 @@ static PGresult *exec_params(PGconn *c, const char *name, const char *sql, int n
     "   not_before = excluded.not_before, last_error = excluded.last_error,"                       \
     "   endpoint_id = excluded.endpoint_id, lease_owner = NULL, lease_until = NULL),"              \
     " u AS (DELETE FROM parked_jobs WHERE job_id = ANY($29::uuid[]))"                              \
-    " SELECT replace(job_id::text, '-', '') FROM finished_jobs WHERE job_id = ANY($30::uuid[])"   \
+    " SELECT 1"
+
+/* Which of the ids $1 are finished or parked (hex, unordered). Runs on the
+ * lookup connection, concurrently with the rounds of the store thread, and
+ * needs no snapshot shared with them: a job whose outcome is not committed
+ * yet is still held in memory (dedup.h), so its duplicates are skipped
+ * there and never reach a lookup; once committed, any later lookup sees it
+ * (a claimed parked job's delete and finish commit together). */
+#define SQL_LOOKUP_NAME "hookd_worker_lookup"
+#define SQL_LOOKUP                                                                                 \
+    "SELECT replace(job_id::text, '-', '') FROM finished_jobs WHERE job_id = ANY($1::uuid[])"      \
     " UNION ALL"                                                                                   \
-    " SELECT replace(job_id::text, '-', '') FROM parked_jobs WHERE job_id = ANY($30::uuid[])"
+    " SELECT replace(job_id::text, '-', '') FROM parked_jobs WHERE job_id = ANY($1::uuid[])"
 
 static const char SQL_DEACTIVATE[] =
     "UPDATE subscriptions SET active = false, deactivated_reason = '410 Gone from receiver'"
@@ -541,31 +555,23 @@ static bool shares_log(const store_row_t *a, const store_row_t *b)
            a->attempt == b->attempt && strcmp(a->outcome, b->outcome) == 0;
 }
 
-/* The outcome rows and lookups of a round, in the one prepared statement. */
+/* The outcome rows of a round, in the one prepared statement. */
 static int run_hot(store_t *s, store_op_t **ops, int n, round_err_t *e)
 {
-    enum { F = 0, D = 3, P = 19, HOURS = 27, U = 28, L = 29 }; /* first array of each part */
+    enum { F = 0, D = 3, P = 19, HOURS = 27, U = 28 }; /* first array of each part */
     static const uint32_t oids[SQL_HOT_PARAMS] = {
         OID_UUID, OID_TEXT, OID_TEXT,                                         /* F */
         OID_UUID, OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT, OID_INT4, /* D */
         OID_TEXT, OID_TEXT, OID_INT4, OID_INT4, OID_INT4, OID_TEXT, OID_TEXT, OID_INT4, OID_INT4,
         OID_UUID, OID_TEXT, OID_TEXT, OID_TEXT, OID_INT4, OID_INT8, OID_TEXT, OID_TEXT, /* P */
         0,                                                                    /* hours */
-        OID_UUID,                                                             /* U */
-        OID_UUID};                                                            /* L */
+        OID_UUID};                                                            /* U */
     pgarr_t a[SQL_HOT_PARAMS];
     int rows = 0, rc = 0, finished = 0;
     for (int i = 0; i < SQL_HOT_PARAMS; i++)
         if (i != HOURS) arr_init(&a[i], oids[i]);
     for (int k = 0; k < n; k++) {
         store_op_t *op = ops[k];
-        if (op->kind == STORE_LOOKUP) {
-            free(op->found);
-            op->found = calloc((size_t)op->n_jobs + 1, 1);
-            if (!op->found) abort();
-            for (int i = 0; i < op->n_jobs; i++, rows++)
-                arr_uuid(&a[L], op->jobs[i]->id);
-        }
         if (op->kind != STORE_OUTCOME) continue;
         for (int i = 0; i < op->n_rows; i++, rows++) {
             const store_row_t *r = &op->rows[i];
@@ -647,8 +653,6 @@ static int run_hot(store_t *s, store_op_t **ops, int n, round_err_t *e)
             snprintf(e->err, sizeof(e->err), "%s",
                      r ? PQresultErrorMessage(r) : PQerrorMessage(s->conn));
             rc = -1;
-        } else {
-            mark_found(ops, n, r);
         }
         PQclear(r);
     }
@@ -914,7 +918,7 @@ static int run_round(store_t *s, store_op_t **ops, int n, round_err_t *e)
 {
     bool txn = false;
     for (int k = 0; k < n && !txn; k++)
-        txn = ops[k]->kind != STORE_OUTCOME && ops[k]->kind != STORE_LOOKUP;
+        txn = ops[k]->kind != STORE_OUTCOME;
     if (txn && exec(s, "BEGIN", 0, NULL, e) < 0) return -1;
     if (run_hot(s, ops, n, e) < 0) goto fail;
     if (!txn) return 0;
@@ -1298,6 +1302,117 @@ static void *run(void *arg)
     return NULL;
 }
 
+
+/* ---------------------------------------------------------------- lookups */
+
+/* The dedup lookups (STORE_LOOKUP) have a thread and a connection of their
+ * own. Every consumed job is looked up and every outcome written, and one
+ * PostgreSQL backend doing both, one round after the other, was what bounded
+ * the worker's throughput; reads and writes now run on two backends at
+ * once. Lookups come back as soon as they are done, not in submission order
+ * with the other operations (nothing orders them: see SQL_LOOKUP). */
+
+static PGconn *lookup_connect(store_t *s)
+{
+    char err[512] = "";
+    for (int64_t backoff = 200; stop_level(s) < 2;
+         backoff = backoff < 5000 ? backoff * 2 : 5000) {
+        PGconn *c = pg_connect(s->url, "hookd-worker-lookup", 1000, NULL, err, sizeof(err));
+        if (c && pg_exec(c, "SET enable_seqscan = off", 0, NULL, err, sizeof(err)) == 0 &&
+            pg_exec(c, "SET plan_cache_mode = force_generic_plan", 0, NULL, err, sizeof(err)) == 0) {
+            PGresult *r = PQprepare(c, SQL_LOOKUP_NAME, SQL_LOOKUP, 1, NULL);
+            bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+            if (!ok) snprintf(err, sizeof(err), "%s", r ? PQresultErrorMessage(r) : PQerrorMessage(c));
+            PQclear(r);
+            if (ok) return c;
+        }
+        PQfinish(c);
+        log_warn("store_lookup_connect_failed error=\"%s\" retry_ms=%lld", err, (long long)backoff);
+        struct timespec ts = {backoff / 1000, (backoff % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return NULL;
+}
+
+/* One statement for the lookups ops[0..n). */
+static int run_lookups(PGconn *c, store_op_t **ops, int n, char *err, size_t err_size)
+{
+    pgarr_t a;
+    arr_init(&a, OID_UUID);
+    for (int k = 0; k < n; k++) {
+        free(ops[k]->found);
+        ops[k]->found = calloc((size_t)ops[k]->n_jobs + 1, 1);
+        if (!ops[k]->found) abort();
+        for (int i = 0; i < ops[k]->n_jobs; i++)
+            arr_uuid(&a, ops[k]->jobs[i]->id);
+    }
+    int len, fmt = 1;
+    const char *v = arr_end(&a, &len);
+    PGresult *r = exec_params(c, SQL_LOOKUP_NAME, NULL, 1, &v, &len, &fmt, err, err_size);
+    arr_free(&a);
+    if (!r) return -1;
+    mark_found(ops, n, r);
+    PQclear(r);
+    return 0;
+}
+
+static void *lookup_run(void *arg)
+{
+    store_t *s = arg;
+    store_op_t **batch = malloc(sizeof(*batch) * STORE_MAX_OPS_PER_ROUND);
+    if (!batch) abort();
+    PGconn *conn = NULL;
+    store_op_t *list = NULL; /* taken, not done */
+    int failures = 0;
+    for (;;) {
+        pthread_mutex_lock(&s->lock);
+        while (!list && !s->lookup_head && s->stop == 0)
+            pthread_cond_wait(&s->lookup_cond, &s->lock);
+        int stop = s->stop;
+        if (!list) {
+            list = s->lookup_head;
+            s->lookup_head = s->lookup_tail = NULL;
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (stop >= 2) {
+            fail_all(s, list);
+            break;
+        }
+        if (stop == 1 && !list) break;
+        if (!conn || !pg_alive(conn)) {
+            PQfinish(conn);
+            if (!(conn = lookup_connect(s))) continue; /* giving up: stop >= 2 */
+        }
+        while (list) {
+            int n = 0, jobs = 0;
+            store_op_t *op = list;
+            while (op && n < STORE_MAX_OPS_PER_ROUND && (n == 0 || jobs + op->n_jobs <= LOOKUP_MAX_JOBS)) {
+                batch[n++] = op;
+                jobs += op->n_jobs;
+                op = op->next;
+            }
+            char err[512];
+            if (run_lookups(conn, batch, n, err, sizeof(err)) == 0) {
+                failures = 0;
+                for (int i = 0; i < n; i++)
+                    post_done(s, batch[i]);
+                list = op;
+                continue;
+            }
+            metric_inc(s->m_errors);
+            failures++;
+            log_warn("store_lookup_failed ops=%d attempt=%d error=\"%s\"", n, failures, err);
+            int64_t backoff = failures < 5 ? 100 * failures : 1000;
+            struct timespec ts = {backoff / 1000, (backoff % 1000) * 1000000L};
+            nanosleep(&ts, NULL);
+            break; /* again from the top: reconnect, or give up at stop >= 2 */
+        }
+    }
+    free(batch);
+    PQfinish(conn);
+    return NULL;
+}
+
 store_t *store_start(const store_opts_t *o, struct event_base *base, store_done_fn done, void *ud)
 {
     store_t *s = calloc(1, sizeof(*s));
@@ -1311,6 +1426,7 @@ store_t *store_start(const store_opts_t *o, struct event_base *base, store_done_
     s->ud = ud;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->cond, NULL);
+    pthread_cond_init(&s->lookup_cond, NULL);
     int64_t now = hookd_mono_ms();
     s->next_expire = now + 1000;
     s->next_gauges = now;
@@ -1337,14 +1453,24 @@ store_t *store_start(const store_opts_t *o, struct event_base *base, store_done_
     }
     s->wake_ev = event_new(base, s->wake_fd[0], EV_READ | EV_PERSIST, on_wake, s);
     if (!s->wake_ev || event_add(s->wake_ev, NULL) < 0) goto fail;
+    if (pthread_create(&s->lookup_thread, NULL, lookup_run, s) != 0) goto fail;
+    s->lookup_started = true;
     if (pthread_create(&s->thread, NULL, run, s) != 0) goto fail;
     return s;
 fail:
+    if (s->lookup_started) {
+        pthread_mutex_lock(&s->lock);
+        s->stop = 2;
+        pthread_cond_signal(&s->lookup_cond);
+        pthread_mutex_unlock(&s->lock);
+        pthread_join(s->lookup_thread, NULL);
+    }
     if (s->wake_ev) event_free(s->wake_ev);
     if (s->wake_fd[0] > 0) close(s->wake_fd[0]);
     if (s->wake_fd[1] > 0) close(s->wake_fd[1]);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->cond);
+    pthread_cond_destroy(&s->lookup_cond);
     free(s->url);
     free(s->instance_id);
     free(s);
@@ -1355,13 +1481,16 @@ void store_submit(store_t *s, store_op_t *op)
 {
     op->next = NULL;
     atomic_fetch_add(&s->pending, 1);
+    bool lookup = op->kind == STORE_LOOKUP;
+    store_op_t **head = lookup ? &s->lookup_head : &s->queue_head;
+    store_op_t **tail = lookup ? &s->lookup_tail : &s->queue_tail;
     pthread_mutex_lock(&s->lock);
-    if (s->queue_tail)
-        s->queue_tail->next = op;
+    if (*tail)
+        (*tail)->next = op;
     else
-        s->queue_head = op;
-    s->queue_tail = op;
-    pthread_cond_signal(&s->cond);
+        *head = op;
+    *tail = op;
+    pthread_cond_signal(lookup ? &s->lookup_cond : &s->cond);
     pthread_mutex_unlock(&s->lock);
 }
 
@@ -1381,6 +1510,7 @@ void store_stop(store_t *s, int64_t timeout_ms)
     pthread_mutex_lock(&s->lock);
     s->stop = 1;
     pthread_cond_signal(&s->cond);
+    pthread_cond_signal(&s->lookup_cond);
     pthread_mutex_unlock(&s->lock);
     /* let it finish the queue for a while, delivering completions meanwhile */
     int64_t deadline = hookd_mono_ms() + timeout_ms;
@@ -1392,14 +1522,18 @@ void store_stop(store_t *s, int64_t timeout_ms)
     pthread_mutex_lock(&s->lock);
     s->stop = 2;
     pthread_cond_signal(&s->cond);
+    pthread_cond_signal(&s->lookup_cond);
     pthread_mutex_unlock(&s->lock);
     pthread_join(s->thread, NULL);
+    pthread_join(s->lookup_thread, NULL);
     /* whatever was never taken fails; completions may submit more: repeat */
     for (;;) {
-        store_op_t *left = s->queue_head;
+        store_op_t *left = s->queue_head, *lookups = s->lookup_head;
         s->queue_head = s->queue_tail = NULL;
-        if (!left && !s->done_head) break;
+        s->lookup_head = s->lookup_tail = NULL;
+        if (!left && !lookups && !s->done_head) break;
         fail_all(s, left);
+        fail_all(s, lookups);
         deliver_done(s);
     }
     event_free(s->wake_ev);
@@ -1407,6 +1541,7 @@ void store_stop(store_t *s, int64_t timeout_ms)
     close(s->wake_fd[1]);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->cond);
+    pthread_cond_destroy(&s->lookup_cond);
     free(s->url);
     free(s->instance_id);
     free(s);
