@@ -86,6 +86,7 @@ struct delivery {
     int http_inflight;   /* requests the sender has */
     uint64_t completions; /* requests answered (or failed) so far */
     int ops_pending;     /* our store operations not back yet */
+    int claims_asked;    /* jobs asked of claims and drains not back yet (counted as held) */
     store_op_t *lookup;  /* filled during a consume round */
     store_op_t *fetch;   /* subscription re-reads waiting to be sent */
     request_t *requests; /* live requests */
@@ -727,6 +728,7 @@ static void tick_endpoint(endpoint_t *ep, void *ud)
     }
     c->epochs[c->drain->n_ids] = ep->gl.park_epoch;
     store_op_add_drain(c->drain, ep->id, ep->drain_window);
+    d->claims_asked += ep->drain_window;
     ep->drain_claiming = true;
     ep->refs++;
 }
@@ -770,6 +772,7 @@ static void drain_done(delivery_t *d, store_op_t *op)
 {
     uint64_t *epochs = op->ctx;
     for (int i = 0; i < op->n_ids; i++) {
+        d->claims_asked -= op->limits[i];
         endpoint_t *ep = batcher_endpoint(d->b, op->ids[i], false);
         if (!ep) continue; /* cannot happen: referenced */
         ep->refs--;
@@ -1030,10 +1033,19 @@ void delivery_claimed(delivery_t *d, wjob_t *list)
     flush_fetch(d);
 }
 
+/* What is held plus what claims and drains in flight will bring, so the
+ * drains of many endpoints asked for in one tick (a new worker finding
+ * hundreds of endpoints with parked jobs) stay within the memory bound. */
 int delivery_claim_budget(const delivery_t *d)
 {
     if (d->stopping || delivery_over_high_water(d)) return 0;
-    return (int)(HELD_MAX_JOBS - d->held);
+    int budget = HELD_MAX_JOBS - (int)d->held - d->claims_asked;
+    return budget > 0 ? budget : 0;
+}
+
+void delivery_claims_asked(delivery_t *d, int jobs)
+{
+    d->claims_asked += jobs;
 }
 
 batcher_t *delivery_batcher(delivery_t *d)

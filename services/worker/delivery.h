@@ -54,6 +54,8 @@ void delivery_claimed(delivery_t *d, wjob_t *list);
 void delivery_tick(delivery_t *d);
 /* How many more jobs may be claimed now. */
 int delivery_claim_budget(const delivery_t *d);
+/* A claim of up to 'jobs' was sent (negative: it came back). */
+void delivery_claims_asked(delivery_t *d, int jobs);
 batcher_t *delivery_batcher(delivery_t *d);
 
 /* ---- from the store (the store's completion callback; ud = delivery) ---- */

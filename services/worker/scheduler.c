@@ -48,6 +48,7 @@ static void poll_now(scheduler_t *s)
         store_op_t *op = store_op_new(STORE_CLAIM);
         int budget = delivery_claim_budget(w->dlv);
         op->limit = budget < SCHEDULER_MAX_CLAIM ? budget : SCHEDULER_MAX_CLAIM;
+        delivery_claims_asked(w->dlv, op->limit);
         s->claiming = true;
         store_submit(w->store, op);
     }
@@ -119,6 +120,7 @@ void scheduler_stop(scheduler_t *s)
 void scheduler_claim_done(scheduler_t *s, store_op_t *op)
 {
     s->claiming = false;
+    delivery_claims_asked(s->w->dlv, -op->limit);
     int due = 0, probes = 0;
     for (wjob_t *j = op->claimed; j; j = j->next) {
         if (j->probe)

@@ -10,8 +10,8 @@ import threading
 import time
 
 from harness import metric, wait_for
-from worker_helpers import (endpoint_row, finished_states, insert_subscription, make_job,
-                            produce_jobs, start_worker, wait_finished)
+from worker_helpers import (body_ids, encode, endpoint_row, finished_states, insert_subscription,
+                            make_job, produce_jobs, start_worker, wait_finished)
 
 GREY = {
     "HOOKD_GREYLIST_THRESHOLD": 3,
@@ -189,3 +189,47 @@ def test_stalled_endpoint_parks_its_queue_and_drains_it_in_order(db, kafka, serv
     produce_jobs(kafka, more)
     wait_finished(db, [j["id"] for j in more], "delivered")
     assert metric(worker.metrics(), "hookd_jobs_parked_total") == parked
+
+
+def test_a_new_worker_drains_many_endpoints_within_its_memory_bound(db, kafka, services, receiver):
+    """A worker that starts with 12,000 parked jobs of 200 stalled endpoints
+    (as another worker left them; one job per request, so draining them
+    takes a while) drains them all, each once and in order per
+    endpoint, without ever holding more than its 8,000-job bound: the drains
+    it asks for in one tick count against the bound before their jobs
+    arrive (it used to ask every endpoint for a full chunk at once)."""
+    db.migrate()
+    subs = [insert_subscription(db, receiver.url("/d/%d" % i), owner_id="acct_%d" % i, batch=False)
+            for i in range(200)]
+    jobs = [make_job(subs[i % 200], "evt_%05d" % i) for i in range(12000)]
+    db.query("INSERT INTO parked_jobs (job_id, endpoint_id, subscription_id, reason, job, expires_at)"
+             " SELECT j, e, s, 'greylist', t, now() + interval '1 hour'"
+             " FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[]) WITH ORDINALITY"
+             "  AS x(j, e, s, t, ord) ORDER BY ord RETURNING 1",
+             ([j["id"] for j in jobs], [j["endpoint_id"] for j in jobs],
+              [j["subscription_id"] for j in jobs], [encode(j).decode() for j in jobs]))
+    worker = start_worker(services)
+    peak, done = [0], threading.Event()
+
+    def watch():
+        while not done.is_set():
+            try:
+                peak[0] = max(peak[0], metric(worker.metrics(), "hookd_jobs_held"))
+            except Exception:  # noqa: BLE001 - not up yet
+                pass
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        wait_finished(db, [j["id"] for j in jobs], "delivered", timeout=120)
+    finally:
+        done.set()
+        watcher.join()
+    assert 0 < peak[0] <= 8000
+    per_endpoint = {}
+    for r in receiver.snapshot():
+        per_endpoint.setdefault(r["path"], []).extend(body_ids(r))
+    for i in range(200):
+        assert per_endpoint["/d/%d" % i] == ["evt_%05d" % n for n in range(i, 12000, 200)]
+    assert db.scalar("SELECT count(*) FROM parked_jobs") == 0
