@@ -87,6 +87,7 @@ struct delivery {
     uint64_t completions; /* requests answered (or failed) so far */
     int ops_pending;     /* our store operations not back yet */
     int claims_asked;    /* jobs asked of claims and drains not back yet (counted as held) */
+    int held_claimed;    /* held jobs that came from parked_jobs */
     store_op_t *lookup;  /* filled during a consume round */
     store_op_t *fetch;   /* subscription re-reads waiting to be sent */
     request_t *requests; /* live requests */
@@ -129,6 +130,7 @@ static void hold(delivery_t *d, wjob_t *j)
 {
     dedup_hold(d->w->dedup, j);
     d->held++;
+    if (j->source == WJOB_PARKED) d->held_claimed++;
     d->held_bytes += wjob_size(j);
     update_pressure(d);
 }
@@ -138,6 +140,7 @@ static void release(delivery_t *d, wjob_t *j)
 {
     dedup_unhold(d->w->dedup, j);
     d->held--;
+    if (j->source == WJOB_PARKED) d->held_claimed--;
     d->held_bytes -= wjob_size(j);
     wjob_free(j);
     update_pressure(d);
@@ -1033,13 +1036,17 @@ void delivery_claimed(delivery_t *d, wjob_t *list)
     flush_fetch(d);
 }
 
-/* What is held plus what claims and drains in flight will bring, so the
- * drains of many endpoints asked for in one tick (a new worker finding
- * hundreds of endpoints with parked jobs) stay within the memory bound. */
+/* Jobs from parked_jobs (drains, due retries, probes) may fill at most half
+ * of the memory bound, counting what claims and drains in flight will
+ * bring: a worker that finds hundreds of endpoints with parked jobs (say,
+ * dead ones another worker parked) keeps the other half for new jobs from
+ * Kafka, so their latency does not wait on draining. */
 int delivery_claim_budget(const delivery_t *d)
 {
     if (d->stopping || delivery_over_high_water(d)) return 0;
-    int budget = HELD_MAX_JOBS - (int)d->held - d->claims_asked;
+    int total = HELD_MAX_JOBS - (int)d->held - d->claims_asked;
+    int claimed = HELD_MAX_JOBS / 2 - d->held_claimed - d->claims_asked;
+    int budget = total < claimed ? total : claimed;
     return budget > 0 ? budget : 0;
 }
 
