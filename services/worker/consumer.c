@@ -409,9 +409,10 @@ static rd_kafka_t *new_client(consumer_t *c)
                     sizeof(err)) < 0 ||
         set_default(cfg, conf, "auto.offset.reset", "earliest", err, sizeof(err)) < 0 ||
         set_default(cfg, conf, "fetch.wait.max.ms", "100", err, sizeof(err)) < 0 ||
-        /* prefetch bounded for the memory budget; it holds most of a second of
-         * work, as librdkafka 2.0 waits 1 s before fetching again once it is full */
-        set_default(cfg, conf, "queued.max.messages.kbytes", "6144", err, sizeof(err)) < 0 ||
+        /* prefetch bounded for the memory budget (~9,000 jobs); once it is full
+         * librdkafka 2.0 waits up to 1 s before fetching again, which
+         * wake_fetchers cuts short */
+        set_default(cfg, conf, "queued.max.messages.kbytes", "4096", err, sizeof(err)) < 0 ||
         set_fetch_size(cfg, conf, err, sizeof(err)) < 0) {
         rd_kafka_conf_destroy(conf);
         log_error("kafka_config_failed error=\"%s\"", err);

@@ -122,7 +122,7 @@ def test_jobs_of_two_subscriptions_at_one_endpoint_are_batched_per_subscription(
 
 def test_a_backlog_beyond_the_memory_bound_is_delivered_once_in_order(db, kafka, services, receiver):
     """12,000 jobs of ~900 bytes (more than the worker holds: 8,000 jobs /
-    6 MiB, and more than its 6 MiB prefetch): consumption is held back, the
+    6 MiB, and more than its 4 MiB prefetch): consumption is held back, the
     prefetch fills, and librdkafka 2.0 would stop fetching for up to a second
     each time; the worker restarts the fetch (hookd_worker_fetch_wakes_total)
     without losing, repeating or reordering a job."""
