@@ -13,12 +13,6 @@
 
 #define MIGRATION_LOCK_KEY 7304816102345L /* arbitrary, constant */
 
-static void sleep_ms(int64_t ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 /* Copies libpq's message without the trailing newline. */
 static void copy_err(char *err, size_t err_size, const char *msg)
 {
@@ -51,7 +45,7 @@ PGconn *pg_connect(const char *url, const char *app_name, int64_t timeout_ms,
             return NULL;
         for (int64_t slept = 0; slept < backoff && !(stop && *stop) && !hookd_shutdown_requested();
              slept += 50)
-            sleep_ms(50);
+            hookd_sleep_ms(50);
         if (backoff < 5000) backoff *= 2;
     }
 }

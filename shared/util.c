@@ -29,6 +29,12 @@ int64_t hookd_mono_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+void hookd_sleep_ms(int64_t ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
 /* The instants written and read back: 0000-01-01T00:00:00.000Z to
  * 9999-12-31T23:59:59.999Z (four-digit years). */
 #define TIME_MIN_MS (-62167219200000LL)

@@ -56,8 +56,7 @@ static bool stop_requested(const worker_t *w)
 static void sleep_ms(worker_t *w, long ms)
 {
     event_base_loop(w->base, EVLOOP_NONBLOCK);
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
+    hookd_sleep_ms(ms);
 }
 
 /* Waits until hookd-ingest (or a migration Job) has created the schema. */

@@ -1117,6 +1117,14 @@ static void upkeep(store_t *s)
 
 /* ---------------------------------------------------------------- thread */
 
+/* Empties a queue (under s->lock), returning its list. */
+static store_op_t *take_queue(store_op_t **head, store_op_t **tail)
+{
+    store_op_t *list = *head;
+    *head = *tail = NULL;
+    return list;
+}
+
 static void fail_all(store_t *s, store_op_t *list)
 {
     while (list) {
@@ -1180,8 +1188,7 @@ static bool connect_store(store_t *s)
         PQfinish(s->conn);
         s->conn = NULL;
         log_warn("store_connect_failed error=\"%s\" retry_ms=%lld", err, (long long)backoff);
-        struct timespec ts = {backoff / 1000, (backoff % 1000) * 1000000L};
-        nanosleep(&ts, NULL);
+        hookd_sleep_ms(backoff);
     }
     return false;
 }
@@ -1209,10 +1216,7 @@ static void *run(void *arg)
         int stop = s->stop;
         store_op_t *list = retry;
         retry = NULL;
-        if (!list) {
-            list = s->queue_head;
-            s->queue_head = s->queue_tail = NULL;
-        }
+        if (!list) list = take_queue(&s->queue_head, &s->queue_tail);
         pthread_mutex_unlock(&s->lock);
         if (stop >= 2) {
             fail_all(s, list);
@@ -1290,8 +1294,7 @@ static void *run(void *arg)
             retry = list;
             list = NULL;
             int64_t backoff = failures < 5 ? 100 * failures : 1000;
-            struct timespec ts = {backoff / 1000, (backoff % 1000) * 1000000L};
-            nanosleep(&ts, NULL);
+            hookd_sleep_ms(backoff);
         }
         if (pg_alive(s->conn)) upkeep(s);
     }
@@ -1328,8 +1331,7 @@ static PGconn *lookup_connect(store_t *s)
         }
         PQfinish(c);
         log_warn("store_lookup_connect_failed error=\"%s\" retry_ms=%lld", err, (long long)backoff);
-        struct timespec ts = {backoff / 1000, (backoff % 1000) * 1000000L};
-        nanosleep(&ts, NULL);
+        hookd_sleep_ms(backoff);
     }
     return NULL;
 }
@@ -1369,10 +1371,7 @@ static void *lookup_run(void *arg)
         while (!list && !s->lookup_head && s->stop == 0)
             pthread_cond_wait(&s->lookup_cond, &s->lock);
         int stop = s->stop;
-        if (!list) {
-            list = s->lookup_head;
-            s->lookup_head = s->lookup_tail = NULL;
-        }
+        if (!list) list = take_queue(&s->lookup_head, &s->lookup_tail);
         pthread_mutex_unlock(&s->lock);
         if (stop >= 2) {
             fail_all(s, list);
@@ -1403,8 +1402,7 @@ static void *lookup_run(void *arg)
             failures++;
             log_warn("store_lookup_failed ops=%d attempt=%d error=\"%s\"", n, failures, err);
             int64_t backoff = failures < 5 ? 100 * failures : 1000;
-            struct timespec ts = {backoff / 1000, (backoff % 1000) * 1000000L};
-            nanosleep(&ts, NULL);
+            hookd_sleep_ms(backoff);
             break; /* again from the top: reconnect, or give up at stop >= 2 */
         }
     }
@@ -1516,8 +1514,7 @@ void store_stop(store_t *s, int64_t timeout_ms)
     int64_t deadline = hookd_mono_ms() + timeout_ms;
     while (atomic_load(&s->pending) > 0 && hookd_mono_ms() < deadline) {
         deliver_done(s);
-        struct timespec ts = {0, 5 * 1000000L};
-        nanosleep(&ts, NULL);
+        hookd_sleep_ms(5);
     }
     pthread_mutex_lock(&s->lock);
     s->stop = 2;
@@ -1528,9 +1525,8 @@ void store_stop(store_t *s, int64_t timeout_ms)
     pthread_join(s->lookup_thread, NULL);
     /* whatever was never taken fails; completions may submit more: repeat */
     for (;;) {
-        store_op_t *left = s->queue_head, *lookups = s->lookup_head;
-        s->queue_head = s->queue_tail = NULL;
-        s->lookup_head = s->lookup_tail = NULL;
+        store_op_t *left = take_queue(&s->queue_head, &s->queue_tail);
+        store_op_t *lookups = take_queue(&s->lookup_head, &s->lookup_tail);
         if (!left && !lookups && !s->done_head) break;
         fail_all(s, left);
         fail_all(s, lookups);

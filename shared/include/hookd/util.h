@@ -14,6 +14,8 @@ int64_t hookd_now_ms(void);
 /* Monotonic clock in milliseconds / microseconds (for intervals). */
 int64_t hookd_mono_ms(void);
 int64_t hookd_mono_us(void);
+/* Sleeps 'ms' milliseconds (the calling thread). */
+void hookd_sleep_ms(int64_t ms);
 
 /* Formats 'ms' since the epoch as RFC 3339 UTC with milliseconds
  * ("2026-11-23T10:00:00.000Z", always a four-digit year: times outside
