@@ -32,7 +32,7 @@ const hookd_config_var_t hookd_config_vars[] = {
     {"HOOKD_SHUTDOWN_TIMEOUT_S", CFG_INT, "30", 1, 3600, NULL, HOOKD_SVC_ALL,
      OFF(shutdown_timeout_s), "Seconds to finish in-flight work after SIGTERM before exiting"},
     {"HOOKD_REQUIRE_HTTPS", CFG_BOOL, "true", 0, 0, NULL, HOOKD_SVC_ALL, OFF(require_https),
-     "Accept only https:// target URLs"},
+     "Only https:// target URLs: the API refuses others and the worker does not send to them (class ssrf)"},
     {"HOOKD_ALLOW_PRIVATE_TARGETS", CFG_BOOL, "false", 0, 0, NULL, HOOKD_SVC_ALL,
      OFF(allow_private_targets),
      "Allow targets resolving to loopback, private, link-local, CGNAT or metadata addresses"},

@@ -13,6 +13,7 @@
 #include "hookd/json.h"
 #include "hookd/log.h"
 #include "hookd/metrics.h"
+#include "hookd/target.h"
 #include "hookd/util.h"
 
 #include <stdio.h>
@@ -604,7 +605,16 @@ static bool on_send(endpoint_t *ep, void *ud)
         fail_request(d, req, SEND_OTHER, "the subscription secret cannot be used to sign");
     } else if (sender_post(w->sender, sub->url, headers, req->body.data, req->body.len, on_sent,
                            req) < 0) {
-        fail_request(d, req, SEND_OTHER, "request not accepted (invalid target URL)");
+        /* a URL the API would have refused (written with admin SQL) */
+        target_url_t t;
+        char why[160] = "request not accepted";
+        send_class_t cls = SEND_OTHER;
+        if (target_parse(sub->url, false, &t, why, sizeof(why)) == 0 &&
+            target_parse(sub->url, w->cfg.require_https, &t, why, sizeof(why)) < 0)
+            cls = SEND_SSRF; /* plain http:// while HOOKD_REQUIRE_HTTPS */
+        log_warn("target_refused subscription_id=%s class=%s error=\"%s\"", sub->id,
+                 send_class_name(cls), why);
+        fail_request(d, req, cls, why);
     }
     sub_unref(sub);
     return true;

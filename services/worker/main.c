@@ -190,9 +190,13 @@ int main(int argc, char **argv)
 
     char ua[64];
     snprintf(ua, sizeof(ua), "hookd/%s", HOOKD_VERSION);
-    sender_opts_t so = {w.cfg.http_timeout_ms,   w.cfg.connect_timeout_ms,
-                        (int)w.cfg.max_inflight, w.cfg.allow_private_targets,
-                        w.cfg.ca_bundle,         ua};
+    sender_opts_t so = {.timeout_ms = w.cfg.http_timeout_ms,
+                        .connect_timeout_ms = w.cfg.connect_timeout_ms,
+                        .max_inflight = (int)w.cfg.max_inflight,
+                        .allow_private = w.cfg.allow_private_targets,
+                        .require_https = w.cfg.require_https,
+                        .ca_bundle = w.cfg.ca_bundle,
+                        .user_agent = ua};
     w.sender = sender_new(w.base, &so);
     if (!w.sender) {
         log_error("sender_failed");

@@ -558,7 +558,7 @@ int sender_post(sender_t *s, const char *url, struct curl_slist *headers, const 
     char why[128];
     req_t *r = NULL;
     if (s->free_pending || s->inflight >= s->opts.max_inflight || !url || !done) goto refuse;
-    if (target_parse(url, false, &t, why, sizeof(why)) < 0) goto refuse;
+    if (target_parse(url, s->opts.require_https, &t, why, sizeof(why)) < 0) goto refuse;
     shard_t *sh = &s->shards[s->n_shards > 1 ? hookd_fnv1a(url, strlen(url)) % s->n_shards : 0];
     if (s->free_reqs) {
         r = s->free_reqs;

@@ -57,6 +57,7 @@ typedef struct sender_opts {
     int64_t connect_timeout_ms; /* TCP + TLS */
     int max_inflight;           /* requests at once, all endpoints */
     bool allow_private;         /* HOOKD_ALLOW_PRIVATE_TARGETS */
+    bool require_https;         /* HOOKD_REQUIRE_HTTPS: plain http:// URLs are refused */
     const char *ca_bundle;      /* NULL or "" = system store */
     const char *user_agent;     /* "hookd/<version>" */
 } sender_opts_t;
@@ -70,7 +71,8 @@ sender_t *sender_new(struct event_base *base, const sender_opts_t *opts);
  * sender from now on, whatever the result. 'body' is NOT copied: it must
  * stay valid until 'done' runs. Returns 0 when accepted (done will be called
  * later, never from inside this call), or -1 when the sender is at
- * max_inflight or the URL is unusable (done is not called). */
+ * max_inflight or the URL is unusable or refused by require_https (done is
+ * not called). */
 int sender_post(sender_t *s, const char *url, struct curl_slist *headers, const char *body,
                 size_t body_len, sender_done_fn done, void *ctx);
 

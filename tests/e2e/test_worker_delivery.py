@@ -374,3 +374,24 @@ def test_a_job_finished_meanwhile_elsewhere_is_not_an_error(db, kafka, services,
     assert metric(m, "hookd_store_errors_total") == 0
     assert metric(m, "hookd_deliveries_total", outcome="success") == 2
     assert db.scalar("SELECT count(*) FROM deliveries WHERE outcome = 'success'") == 2
+
+
+def test_plain_http_target_is_refused_at_delivery_when_https_is_required(db, kafka, services, receiver):
+    """HOOKD_REQUIRE_HTTPS is enforced where the request is made, not only by
+    the API: a subscription written with admin SQL to an http:// URL never
+    gets a request; its attempts fail with class 'ssrf' and the job ends
+    'failed' (redeliverable once the URL is fixed)."""
+    db.migrate()
+    sub = insert_subscription(db, receiver.url(), batch=False)
+    assert sub["target_url"].startswith("http://")
+    worker = start_worker(services, HOOKD_REQUIRE_HTTPS="true", HOOKD_GREYLIST_THRESHOLD=10)
+    job = make_job(sub, "evt_plain")
+    produce_jobs(kafka, [job])
+    wait_finished(db, [job["id"]], "failed", timeout=30)
+    assert receiver.count() == 0
+    rows = db.query("SELECT outcome, error_class FROM deliveries WHERE job_id = %s ORDER BY id",
+                    (job["id"],))
+    assert [r["outcome"] for r in rows] == ["failure", "failure", "failure", "failed"]
+    assert {r["error_class"] for r in rows} == {"ssrf"}
+    refused = [r for r in worker.log_records() if r.get("msg") == "target_refused"]
+    assert refused and "https" in refused[0]["error"]
