@@ -461,7 +461,7 @@ int job_decode(const char *buf, size_t len, job_t *job, char *err, size_t err_si
     int n = 0;
     char when[64];
     memset(job, 0, sizeof(*job));
-    json_type_t t = json_scan(buf, len, m, 32, &n, err, err_size);
+    json_type_t t = json_scan_depth(buf, len, JSON_JOB_MAX_DEPTH, m, 32, &n, err, err_size);
     if (t != JSON_OBJECT) {
         if (t != JSON_NONE) snprintf(err, err_size, "job must be a JSON object");
         return -1;

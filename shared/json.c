@@ -8,6 +8,7 @@
 typedef struct {
     const char *p, *end, *start;
     const char *why;
+    int max_depth;
 } scanner_t;
 
 static inline void skip_ws(scanner_t *s)
@@ -231,7 +232,7 @@ static json_type_t scan_array(scanner_t *s, int depth)
 
 static json_type_t scan_value(scanner_t *s, int depth, json_member_t *members, int max, int *count)
 {
-    if (depth > JSON_MAX_DEPTH) {
+    if (depth > s->max_depth) {
         s->why = "nested too deeply";
         return JSON_NONE;
     }
@@ -257,7 +258,13 @@ static json_type_t scan_value(scanner_t *s, int depth, json_member_t *members, i
 json_type_t json_scan(const char *buf, size_t len, json_member_t *members, int max, int *n_members,
                       char *err, size_t err_size)
 {
-    scanner_t s = {buf, buf + len, buf, NULL};
+    return json_scan_depth(buf, len, JSON_MAX_DEPTH, members, max, n_members, err, err_size);
+}
+
+json_type_t json_scan_depth(const char *buf, size_t len, int max_depth, json_member_t *members,
+                            int max, int *n_members, char *err, size_t err_size)
+{
+    scanner_t s = {buf, buf + len, buf, NULL, max_depth};
     int count = 0;
     if (n_members) *n_members = 0;
     skip_ws(&s);

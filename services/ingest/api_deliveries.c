@@ -80,7 +80,7 @@ static int job_with_id(const char *job, size_t len, const char *new_id, strbuf_t
 {
     json_member_t m[32];
     int n = 0;
-    if (json_scan(job, len, m, 32, &n, NULL, 0) != JSON_OBJECT) return -1;
+    if (json_scan_depth(job, len, JSON_JOB_MAX_DEPTH, m, 32, &n, NULL, 0) != JSON_OBJECT) return -1;
     const json_member_t *id = json_find(m, n < 32 ? n : 32, "id");
     if (!id || id->type != JSON_STRING) return -1;
     strbuf_append(out, job, (size_t)(id->value.p - job));

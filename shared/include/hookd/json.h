@@ -10,6 +10,10 @@
 #include <stddef.h>
 
 #define JSON_MAX_DEPTH 64
+/* A job message carries an event's payload one level down, and a payload
+ * may nest JSON_MAX_DEPTH deep itself (the data of a binary-mode event is
+ * the whole Kafka value): job messages are scanned with this limit. */
+#define JSON_JOB_MAX_DEPTH (JSON_MAX_DEPTH + 1)
 
 typedef enum {
     JSON_NONE = 0,
@@ -41,6 +45,9 @@ typedef struct json_member {
  * in 'err' ("invalid JSON at byte 17: unterminated string"). */
 json_type_t json_scan(const char *buf, size_t len, json_member_t *members, int max, int *n_members,
                       char *err, size_t err_size);
+/* Same with another nesting limit. */
+json_type_t json_scan_depth(const char *buf, size_t len, int max_depth, json_member_t *members,
+                            int max, int *n_members, char *err, size_t err_size);
 
 /* Finds the member whose key equals 'key' (a plain ASCII key). */
 const json_member_t *json_find(const json_member_t *members, int n, const char *key);
