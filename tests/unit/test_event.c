@@ -187,6 +187,16 @@ static void test_cloudevents_binary(void **state)
                      EVENT_ERR_MISSING_FIELD);
 }
 
+/* The job of 'ev' for subscription "sub1" at endpoint "ep_1", ingested at
+ * 1234 ms, into 'b' (initialised here); its id into 'job_id'. */
+static void encode_job(const event_t *ev, payload_mode_t mode, char job_id[SIGN_JOB_ID_LEN + 1],
+                       strbuf_t *b)
+{
+    sign_job_id(ev->id, strlen(ev->id), "sub1", 4, job_id);
+    strbuf_init(b, 64);
+    job_encode(b, ev, job_id, "sub1", "ep_1", mode, 1234);
+}
+
 static void test_job_roundtrip(void **state)
 {
     (void)state;
@@ -197,10 +207,8 @@ static void test_job_roundtrip(void **state)
     assert_int_equal(parse(s, &ev, err), EVENT_OK);
     ev.occurred_at_ms = 1000;
     char job_id[SIGN_JOB_ID_LEN + 1];
-    sign_job_id(ev.id, strlen(ev.id), "sub1", 4, job_id);
     strbuf_t b = {0};
-    strbuf_init(&b, 64);
-    job_encode(&b, &ev, job_id, "sub1", "ep_1", PAYLOAD_BASIC, 1234);
+    encode_job(&ev, PAYLOAD_BASIC, job_id, &b);
     job_t job;
     assert_int_equal(job_decode(b.data, b.len, &job, err, sizeof(err)), 0);
     assert_string_equal(job.id, job_id);
@@ -238,10 +246,8 @@ static void test_job_of_deepest_binary_event(void **state)
     data[2 * JSON_MAX_DEPTH] = '\0';
     assert_int_equal(event_parse(data, strlen(data), h, 4, 1 << 20, &ev, err, sizeof(err)), EVENT_OK);
     char job_id[SIGN_JOB_ID_LEN + 1];
-    sign_job_id(ev.id, strlen(ev.id), "sub1", 4, job_id);
     strbuf_t b = {0};
-    strbuf_init(&b, 64);
-    job_encode(&b, &ev, job_id, "sub1", "ep_1", PAYLOAD_FULL, 1234);
+    encode_job(&ev, PAYLOAD_FULL, job_id, &b);
     job_t job;
     assert_int_equal(job_decode(b.data, b.len, &job, err, sizeof(err)), 0);
     assert_int_equal(job.payload.len, strlen(data));
