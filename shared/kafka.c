@@ -144,3 +144,16 @@ rd_kafka_topic_partition_list_t *hookd_kafka_topic_list(const char *topics)
     }
     return l;
 }
+
+void hookd_kafka_consumer_destroy(rd_kafka_t *rk, bool ever_assigned)
+{
+    static rd_kafka_t *left_to_exit[4]; /* one consumer per process; kept reachable */
+    static int n_left;
+    if (!rk) return;
+    if (!ever_assigned && n_left < (int)HOOKD_ARRAY_LEN(left_to_exit)) {
+        log_info("kafka_consumer_left_to_exit reason=\"no assignment yet, librdkafka issue 4312\"");
+        left_to_exit[n_left++] = rk;
+        return;
+    }
+    rd_kafka_destroy(rk);
+}

@@ -914,8 +914,8 @@ static void shutdown_pipeline(pipeline_t *p)
     p->commit_retry_ms = budget / 8 < REVOKE_COMMIT_MS ? budget / 8 : REVOKE_COMMIT_MS;
     commit_done_sync(p, NULL, hookd_mono_ms() + p->commit_retry_ms);
     /* librdkafka 2.0 (fixed in 2.3, issue #4312) aborts when a cooperative-
-     * sticky consumer is closed before its first assignment: wait for it
-     * (bounded). Messages polled meanwhile are dropped unprocessed and
+     * sticky consumer is destroyed before its first assignment: wait for it
+     * (bounded), else the handle is left to exit (see destroy). Messages polled meanwhile are dropped unprocessed and
      * uncommitted, so they are consumed again after the restart. */
     int64_t join_deadline = hookd_mono_ms() + budget / 4;
     while (!p->ever_assigned && hookd_mono_ms() < join_deadline) {
@@ -1139,7 +1139,7 @@ static void destroy(pipeline_t *p)
         rd_kafka_queue_io_event_enable(p->pq, -1, NULL, 0);
         rd_kafka_queue_destroy(p->pq);
     }
-    if (p->consumer) rd_kafka_destroy(p->consumer);
+    hookd_kafka_consumer_destroy(p->consumer, p->ever_assigned);
     if (p->jobs_rkt) rd_kafka_topic_destroy(p->jobs_rkt);
     if (p->dlq_rkt) rd_kafka_topic_destroy(p->dlq_rkt);
     if (p->producer) {

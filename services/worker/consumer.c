@@ -509,9 +509,11 @@ void consumer_close(consumer_t *c)
         commit_before_handover(c, NULL);
         if (c->queue) rd_kafka_queue_io_event_enable(c->queue, -1, NULL, 0);
         /* librdkafka 2.0 (fixed in 2.3, issue #4312) aborts when a
-         * cooperative-sticky consumer is closed before its first assignment:
-         * wait for it (bounded). Jobs polled meanwhile are dropped unread and
-         * uncommitted, so they are consumed again after the restart. */
+         * cooperative-sticky consumer is destroyed before its first
+         * assignment: wait for it (bounded), else the handle is left to exit
+         * (hookd_kafka_consumer_destroy). Jobs polled meanwhile are dropped
+         * unread and uncommitted, so they are consumed again after the
+         * restart. */
         int64_t join_deadline = hookd_mono_ms() + FIRST_JOIN_WAIT_MS;
         while (c->subscribed && !c->ever_assigned && hookd_mono_ms() < join_deadline) {
             rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, 100);
@@ -520,7 +522,7 @@ void consumer_close(consumer_t *c)
         rd_kafka_resp_err_t e = rd_kafka_consumer_close(c->rk);
         if (e) log_warn("kafka_close_failed error=\"%s\"", rd_kafka_err2str(e));
         if (c->queue) rd_kafka_queue_destroy(c->queue);
-        rd_kafka_destroy(c->rk);
+        hookd_kafka_consumer_destroy(c->rk, c->ever_assigned || !c->subscribed);
         c->w->consumer = NULL;
     }
     for (int p = 0; p < c->n_slots; p++)

@@ -3,8 +3,9 @@ a 5,000-event load (events -> ingest -> worker -> receiver). Each service
 stops consuming, finishes or persists its in-flight work, commits and exits
 0 within HOOKD_SHUTDOWN_TIMEOUT_S; after a restart every event is
 delivered, and only requests in flight at the signal may arrive twice (with
-the same webhook-id). Also each service alone, and a second signal (exit at
-once, status 1) which loses nothing either."""
+the same webhook-id). Also each service alone, a second signal (exit at
+once, status 1) which loses nothing either, and a signal while the consumer
+group still waits for a killed member."""
 
 import signal
 import time
@@ -126,3 +127,48 @@ def test_second_signal_exits_at_once_and_loses_nothing(services, db, kafka, rece
     assert report.dups == report.resent_after(0)
     assert len(report.dups) <= MAX_INFLIGHT
     print("\nsecond signal: %d jobs sent twice (in flight at the forced exit)" % len(report.dups))
+
+
+def test_sigterm_while_the_group_waits_for_a_killed_member(services, db, kafka, receiver):
+    """Both services are killed (-9), restarted and sent SIGTERM before
+    their consumer group finished rebalancing (the group still waits for
+    the killed members' sessions to expire). Such a consumer holds no
+    partitions: it exits 0 within the shutdown timeout, and restarted once
+    more, the pair delivers every event. Each signal is timed so that the
+    service's bounded wait for its first assignment ends just after the
+    killed member's session expired, when librdkafka 2.0 has the group's
+    answer but no assignment yet and aborts if the handle is destroyed
+    (issue 4312)."""
+    session_s = 6.0
+    env = {"HOOKD_KAFKA_SESSION_TIMEOUT_MS": int(session_s * 1000)}
+    stack = Stack(services, db, kafka, receiver, tag="join").start(ingest_env=env, worker_env=env)
+    evs = stack.events(2000)
+    expected = stack.job_ids(evs)
+    Load(kafka, evs[:1000]).join_ok()
+    wait_for(lambda: receiver.count() >= 200, timeout=60, message="deliveries under way")
+    stack.worker.kill9()
+    stack.ingest.kill9()
+    killed = time.monotonic()
+    seen = {svc: len(log_msgs(svc)) for svc in (stack.worker, stack.ingest)}
+    stack.ingest.restart(wait_ready=False)
+    stack.worker.restart(wait_ready=False)
+    wait_for(lambda: "consumer_started" in log_msgs(stack.worker)[seen[stack.worker]:]
+             and "consuming" in log_msgs(stack.ingest)[seen[stack.ingest]:], timeout=5,
+             message="both consumers subscribed")
+    # the bounded waits: consumer.c FIRST_JOIN_WAIT_MS, pipeline.c a quarter of the budget
+    first_join_wait_s = [(stack.worker, 5.0), (stack.ingest, SHUTDOWN_TIMEOUT_S / 4.0)]
+    for svc, wait_s in sorted(first_join_wait_s, key=lambda sw: -sw[1]):
+        at = killed + session_s - wait_s + 0.3
+        assert time.monotonic() < at, "%s started too slowly for this test" % svc.name
+        time.sleep(at - time.monotonic())
+        svc.proc.send_signal(signal.SIGTERM)
+    for svc, _ in first_join_wait_s:
+        svc.proc.wait(SHUTDOWN_TIMEOUT_S)
+        assert svc.stop() == 0, svc.logs()[-2000:]
+
+    Load(kafka, evs[1000:]).join_ok()
+    report = stack.restart_and_deliver(expected, timeout=120)
+    assert len(report.dups) <= MAX_INFLIGHT  # only what the kill -9 cut off
+    print("\nSIGTERM during the join: %d jobs sent twice, handle left to exit: worker %s, ingest %s"
+          % (len(report.dups), "kafka_consumer_left_to_exit" in log_msgs(stack.worker),
+             "kafka_consumer_left_to_exit" in log_msgs(stack.ingest)))

@@ -32,4 +32,13 @@ bool hookd_kafka_ping(rd_kafka_t *rk, int timeout_ms);
  * rd_kafka_subscribe (a single entry starting with ^ is a regex). */
 rd_kafka_topic_partition_list_t *hookd_kafka_topic_list(const char *topics);
 
+/* Destroys a consumer handle after rd_kafka_consumer_close. librdkafka 2.0
+ * (fixed in 2.3, issue #4312) aborts in rd_kafka_destroy when a
+ * cooperative-sticky consumer's JoinGroup was answered but its first
+ * assignment never arrived (a restart while the group still waits for a
+ * killed member). Such a consumer holds no partitions and has nothing to
+ * commit, so with 'ever_assigned' false the handle is left to process exit
+ * (kept reachable, so it is not reported as a leak) instead. */
+void hookd_kafka_consumer_destroy(rd_kafka_t *rk, bool ever_assigned);
+
 #endif
