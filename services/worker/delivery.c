@@ -90,7 +90,9 @@ struct delivery {
     int claims_asked;    /* jobs asked of claims and drains not back yet (counted as held) */
     int held_claimed;    /* held jobs that came from parked_jobs */
     store_op_t *lookup;  /* filled during a consume round */
-    store_op_t *fetch;   /* subscription re-reads waiting to be sent */
+    store_op_t *fetch;   /* subscription reads waiting to be sent */
+    uint64_t fetch_sent, fetch_back; /* numbers of the last fetch sent and answered */
+    wjob_t *waiting, *waiting_tail; /* jobs in arrival order behind a subscription read */
     request_t *requests; /* live requests */
     job_t *scratch;      /* decoded jobs of the request being built */
     const job_t **scratch_ptrs;
@@ -634,11 +636,15 @@ static bool slot_free(void *ud)
 
 /* ---------------------------------------------------------------- dispatch */
 
+/* Asks PostgreSQL for the job's subscription (with the next fetch sent). */
 static void queue_fetch(delivery_t *d, wjob_t *j)
 {
-    j->sub_fetched = true;
-    if (!d->fetch) d->fetch = store_op_new(STORE_SUB_FETCH);
-    store_op_add_job(d->fetch, j);
+    if (!d->fetch) {
+        d->fetch = store_op_new(STORE_SUB_FETCH);
+        d->fetch->sub_since = subcache_seq(d->w->subs);
+    }
+    j->fetch_no = d->fetch_sent + 1;
+    j->fetch_since = d->fetch->sub_since;
     store_op_add_id(d->fetch, j->sub_id);
 }
 
@@ -647,6 +653,7 @@ static void flush_fetch(delivery_t *d)
     if (!d->fetch) return;
     store_op_t *op = d->fetch;
     d->fetch = NULL;
+    d->fetch_sent++;
     submit(d, op, TAG_FETCH, NULL);
 }
 
@@ -658,32 +665,12 @@ static bool is_solo(delivery_t *d, const sub_t *sub, const wjob_t *j)
     return !format_can_join(FORMAT_VIK, true, jt, jt);
 }
 
-/* A job that passed dedup (or was claimed): to its endpoint's queue, its
- * probe slot, or parked_jobs; or cancelled. */
-static void dispatch(delivery_t *d, wjob_t *j)
+/* A job whose subscription is known and active: to its endpoint's queue,
+ * its probe slot, or parked_jobs. */
+static void route(delivery_t *d, wjob_t *j, const sub_t *sub)
 {
-    if (d->abandoned) { /* shutting down: a claimed job goes back at once */
-        if (j->source == WJOB_PARKED) {
-            store_op_t *op = store_op_new(STORE_LEASE);
-            op->release = true;
-            store_op_add_id(op, j->id);
-            store_submit(d->w->store, op);
-        }
-        release(d, j);
-        return;
-    }
-    sub_t *sub = subcache_get(d->w->subs, j->sub_id);
-    if (!sub || !atomic_load(&sub->active)) {
-        if (!j->sub_fetched) /* the feed may not have caught up yet: ask PostgreSQL */
-            queue_fetch(d, j);
-        else
-            cancel(d, j, sub ? "subscription_inactive" : "subscription_deleted");
-        sub_unref(sub);
-        return;
-    }
     snprintf(j->ep_id, sizeof(j->ep_id), "%s", sub->endpoint_id);
     j->solo = is_solo(d, sub, j);
-    sub_unref(sub);
     endpoint_t *ep = batcher_endpoint(d->b, j->ep_id, true);
     if (j->probe) {
         if (ep->probe) { /* a second probe cannot happen; keep order anyway */
@@ -703,6 +690,81 @@ static void dispatch(delivery_t *d, wjob_t *j)
     }
     batcher_enqueue(d->b, ep, j);
     if (j->source == WJOB_KAFKA && stalled(d, ep, hookd_mono_ms())) spill(d, ep);
+}
+
+/* A held job that cannot go on (shutting down, or its partition is gone). */
+static void drop(delivery_t *d, wjob_t *j)
+{
+    if (d->abandoned && j->source == WJOB_PARKED) { /* a claimed job goes back at once */
+        store_op_t *op = store_op_new(STORE_LEASE);
+        op->release = true;
+        store_op_add_id(op, j->id);
+        store_submit(d->w->store, op);
+    }
+    release(d, j);
+}
+
+/* Routes the waiting jobs from the front while their subscriptions are
+ * known; a job whose subscription was read and is gone or inactive is
+ * cancelled, unless a change crossed the read (then it reads again). */
+static void drain_waiting(delivery_t *d)
+{
+    wjob_t *j;
+    while ((j = d->waiting)) {
+        sub_t *sub = NULL;
+        bool go = d->abandoned || !alive(d, j);
+        if (!go && j->fetch_no <= d->fetch_back) {
+            sub = subcache_get(d->w->subs, j->sub_id);
+            if (sub && atomic_load(&sub->active)) {
+                go = true;
+            } else if (j->fetch_no == 0 ||
+                       subcache_changed_since(d->w->subs, j->sub_id, j->fetch_since)) {
+                queue_fetch(d, j); /* never read, or read before a change */
+            } else {
+                go = true;
+            }
+        }
+        if (!go) {
+            sub_unref(sub);
+            break;
+        }
+        d->waiting = j->next;
+        if (!d->waiting) d->waiting_tail = NULL;
+        j->next = NULL;
+        if (d->abandoned || !alive(d, j))
+            drop(d, j);
+        else if (sub && atomic_load(&sub->active))
+            route(d, j, sub);
+        else
+            cancel(d, j, sub ? "subscription_inactive" : "subscription_deleted");
+        sub_unref(sub);
+    }
+}
+
+/* A job that passed dedup (or was claimed). Jobs go on in arrival order:
+ * while earlier ones wait for their subscription to be read from
+ * PostgreSQL (a job for one not cached yet, or cached inactive), later
+ * ones wait behind them, so one endpoint's jobs never overtake each other
+ * across its subscriptions. */
+static void dispatch(delivery_t *d, wjob_t *j)
+{
+    if (d->abandoned) {
+        drop(d, j);
+        return;
+    }
+    j->fetch_no = 0;
+    sub_t *sub = subcache_get(d->w->subs, j->sub_id);
+    bool known = sub && atomic_load(&sub->active);
+    if (known && !d->waiting) route(d, j, sub);
+    sub_unref(sub);
+    if (known && !d->waiting) return;
+    if (!known) queue_fetch(d, j); /* read now; looked up again at the front */
+    j->next = NULL;
+    if (d->waiting_tail)
+        d->waiting_tail->next = j;
+    else
+        d->waiting = j;
+    d->waiting_tail = j;
 }
 
 /* ---------------------------------------------------------------- store completions */
@@ -820,15 +882,11 @@ static void lookup_done(delivery_t *d, store_op_t *op)
     flush_fetch(d);
 }
 
-static void fetch_done(delivery_t *d, store_op_t *op)
+static void fetch_done(delivery_t *d)
 {
-    for (int i = 0; i < op->n_jobs; i++) {
-        wjob_t *j = op->jobs[i];
-        if (op->failed || !alive(d, j))
-            release(d, j);
-        else
-            dispatch(d, j);
-    }
+    d->fetch_back++; /* answers come in submission order */
+    drain_waiting(d);
+    flush_fetch(d);
 }
 
 static void request_done(delivery_t *d, store_op_t *op)
@@ -926,7 +984,7 @@ void delivery_store_done(store_op_t *op, void *ud)
         lookup_done(d, op);
         break;
     case TAG_FETCH:
-        fetch_done(d, op);
+        fetch_done(d);
         break;
     case TAG_REQUEST:
         request_done(d, op);
@@ -1078,7 +1136,7 @@ void delivery_begin_shutdown(delivery_t *d)
 
 bool delivery_settled(const delivery_t *d)
 {
-    return d->http_inflight == 0 && d->ops_pending == 0 && !d->lookup && !d->fetch &&
+    return d->http_inflight == 0 && d->ops_pending == 0 && !d->lookup && !d->fetch && !d->waiting &&
            batcher_queued(d->b) == 0;
 }
 
@@ -1270,11 +1328,12 @@ void delivery_free(delivery_t *d)
             release(d, d->lookup->jobs[i]);
         store_op_free(d->lookup);
     }
-    if (d->fetch) {
-        for (int i = 0; i < d->fetch->n_jobs; i++)
-            release(d, d->fetch->jobs[i]);
-        store_op_free(d->fetch);
+    while (d->waiting) {
+        wjob_t *j = d->waiting;
+        d->waiting = j->next;
+        release(d, j);
     }
+    store_op_free(d->fetch);
     batcher_free(d->b);
     free(d->scratch);
     free(d->scratch_ptrs);

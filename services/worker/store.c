@@ -788,6 +788,9 @@ static int read_subs(store_t *s, store_op_t **ops, int n, round_err_t *e)
         arr_free(&a);
         return 0;
     }
+    uint64_t since = UINT64_MAX; /* the earliest start of the reads merged here */
+    for (int i = 0; i < n; i++)
+        if (ops[i]->kind == STORE_SUB_FETCH && ops[i]->sub_since < since) since = ops[i]->sub_since;
     int len, fmt = 1;
     const char *v = arr_end(&a, &len);
     PGresult *r = exec_params(s->conn, NULL, SQL_SUB_FETCH, 1, &v, &len, &fmt, e->err,
@@ -811,7 +814,7 @@ static int read_subs(store_t *s, store_op_t **ops, int n, round_err_t *e)
         rec.secret = PQgetvalue(r, i, 9);
         rec.previous_secret = PQgetisnull(r, i, 10) ? NULL : PQgetvalue(r, i, 10);
         rec.previous_secret_until = strtoll(PQgetvalue(r, i, 11), NULL, 10);
-        subcache_put_fetched(s->o.subs, &rec);
+        (void)subcache_put_fetched(s->o.subs, &rec, since); /* false: a job reads again */
     }
     PQclear(r);
     return 0;

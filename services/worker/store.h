@@ -77,6 +77,7 @@ typedef struct store_op {
     /* STORE_SUB_FETCH, STORE_DEACTIVATE, STORE_DRAIN, STORE_LEASE,
      * STORE_ENDPOINT_STATES: ids */
     bool release; /* STORE_LEASE: release instead of renew */
+    uint64_t sub_since; /* STORE_SUB_FETCH: subcache_seq() before the read */
     /* STORE_OUTCOME */
     store_row_t *rows;
     int n_rows;

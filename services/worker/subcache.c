@@ -1,5 +1,6 @@
 /* Subscription cache: a mutex-protected chained hash of immutable,
- * reference-counted records; full loads mark and sweep by generation. */
+ * reference-counted records; full loads mark and sweep by generation; a
+ * ring of the latest changes' id hashes orders reads against changes. */
 #include "subcache.h"
 
 #include "hookd/metrics.h"
@@ -9,8 +10,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Changes remembered for subcache_changed_since: a read that takes longer
+ * than this many changes is repeated. */
+#define CHANGE_RING 4096
+
 struct subcache {
     pthread_mutex_t lock;
+    uint64_t seq;                    /* changes seen by the feed */
+    uint64_t ring[CHANGE_RING];      /* hash of the id of change n at n % CHANGE_RING */
     sub_t **buckets;
     size_t n_buckets, count;
     uint64_t gen;  /* current generation; a full load starts a new one */
@@ -105,27 +112,29 @@ static void grow(subcache_t *c)
     free(old);
 }
 
-/* Replaces or inserts 's' (lock held). With 'only_if' set, an existing
- * entry is replaced only when only_if(existing) is true. */
-static void put_locked(subcache_t *c, sub_t *s, bool (*only_if)(const sub_t *old, const sub_t *s))
+/* The slot holding 'id', or the empty slot at the end of its chain (lock
+ * held). */
+static sub_t **slot_of(subcache_t *c, const char *id)
 {
-    size_t b = bucket_of(c, s->id);
-    for (sub_t **pp = &c->buckets[b]; *pp; pp = &(*pp)->hnext) {
+    sub_t **pp = &c->buckets[bucket_of(c, id)];
+    while (*pp && strcmp((*pp)->id, id) != 0)
+        pp = &(*pp)->hnext;
+    return pp;
+}
+
+/* Replaces or inserts 's' (lock held). */
+static void put_locked(subcache_t *c, sub_t *s)
+{
+    sub_t **pp = slot_of(c, s->id);
+    if (*pp) {
         sub_t *old = *pp;
-        if (strcmp(old->id, s->id) != 0) continue;
-        if (only_if && !only_if(old, s)) {
-            sub_unref(s);
-            return;
-        }
         s->hnext = old->hnext;
         *pp = s;
         sub_unref(old);
         return;
     }
-    if (c->count >= c->n_buckets) {
-        grow(c);
-        b = bucket_of(c, s->id);
-    }
+    if (c->count >= c->n_buckets) grow(c);
+    size_t b = bucket_of(c, s->id);
     s->hnext = c->buckets[b];
     c->buckets[b] = s;
     c->count++;
@@ -133,15 +142,12 @@ static void put_locked(subcache_t *c, sub_t *s, bool (*only_if)(const sub_t *old
 
 static void remove_locked(subcache_t *c, const char *id)
 {
-    for (sub_t **pp = &c->buckets[bucket_of(c, id)]; *pp; pp = &(*pp)->hnext) {
-        sub_t *s = *pp;
-        if (strcmp(s->id, id) == 0) {
-            *pp = s->hnext;
-            c->count--;
-            sub_unref(s);
-            return;
-        }
-    }
+    sub_t **pp = slot_of(c, id);
+    if (!*pp) return;
+    sub_t *s = *pp;
+    *pp = s->hnext;
+    c->count--;
+    sub_unref(s);
 }
 
 sub_t *subcache_get(subcache_t *c, const char *id)
@@ -166,17 +172,57 @@ const char *sub_previous_secret(const sub_t *s, int64_t now_ms)
     return s->previous_secret;
 }
 
-static bool replaces_inactive(const sub_t *old, const sub_t *s)
-{
-    return !atomic_load(&old->active) && atomic_load(&s->active);
-}
-
-void subcache_put_fetched(subcache_t *c, const sub_record_t *rec)
+uint64_t subcache_seq(subcache_t *c)
 {
     pthread_mutex_lock(&c->lock);
-    put_locked(c, sub_from_record(rec, c->gen), replaces_inactive);
-    metric_set(c->m_count, (double)c->count);
+    uint64_t n = c->seq;
     pthread_mutex_unlock(&c->lock);
+    return n;
+}
+
+static uint64_t id_hash(const char *id)
+{
+    return hookd_fnv1a(id, strlen(id)) | 1; /* 0 marks an unused slot */
+}
+
+/* A change to 'id' (lock held). */
+static void note_change(subcache_t *c, const char *id)
+{
+    c->seq++;
+    c->ring[c->seq % CHANGE_RING] = id_hash(id);
+}
+
+static bool changed_since_locked(const subcache_t *c, const char *id, uint64_t since)
+{
+    if (since >= c->seq) return false;
+    if (c->seq - since > CHANGE_RING) return true; /* forgotten: cannot tell */
+    uint64_t h = id_hash(id);
+    for (uint64_t n = since + 1; n <= c->seq; n++)
+        if (c->ring[n % CHANGE_RING] == h) return true;
+    return false;
+}
+
+bool subcache_changed_since(subcache_t *c, const char *id, uint64_t since)
+{
+    pthread_mutex_lock(&c->lock);
+    bool changed = changed_since_locked(c, id, since);
+    pthread_mutex_unlock(&c->lock);
+    return changed;
+}
+
+bool subcache_put_fetched(subcache_t *c, const sub_record_t *rec, uint64_t since)
+{
+    sub_t *s = sub_from_record(rec, 0);
+    pthread_mutex_lock(&c->lock);
+    bool fresh = !changed_since_locked(c, rec->id, since);
+    if (fresh) {
+        s->gen = c->gen;
+        put_locked(c, s);
+        metric_set(c->m_count, (double)c->count);
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (!fresh) sub_unref(s);
+    return fresh;
 }
 
 void subcache_deactivate(subcache_t *c, const char *id)
@@ -206,13 +252,14 @@ static void feed_begin(void *ud)
     pthread_mutex_unlock(&c->lock);
 }
 
+/* A row of a full load or a change: replaces the cached copy; passed over
+ * (but numbered) when the id is not cached. */
 static void feed_upsert(const sub_record_t *r, void *ud)
 {
     subcache_t *c = ud;
-    sub_t *s = sub_from_record(r, 0);
     pthread_mutex_lock(&c->lock);
-    s->gen = c->gen;
-    put_locked(c, s, NULL);
+    note_change(c, r->id);
+    if (*slot_of(c, r->id)) put_locked(c, sub_from_record(r, c->gen));
     pthread_mutex_unlock(&c->lock);
 }
 
@@ -220,6 +267,7 @@ static void feed_remove(const char *id, void *ud)
 {
     subcache_t *c = ud;
     pthread_mutex_lock(&c->lock);
+    note_change(c, id);
     remove_locked(c, id);
     pthread_mutex_unlock(&c->lock);
 }

@@ -1,8 +1,18 @@
 /* The worker's copy of the subscriptions it delivers for: id -> target
- * URL, endpoint, secrets, body format, batch flag, active flag. Fed by
- * subsync (full loads + LISTEN/NOTIFY) on its own thread; read by the event
- * loop. Entries are immutable and reference-counted, so a reader keeps a
- * consistent snapshot while the feed replaces it. */
+ * URL, endpoint, secrets, body format, batch flag, active flag. Only the
+ * subscriptions jobs arrived for are kept: a job for an unknown one has it
+ * read from PostgreSQL (subcache_put_fetched); the subsync feed (full loads
+ * + LISTEN/NOTIFY, on its own thread) keeps those current and passes over
+ * the others. Read by the event loop. Entries are immutable and
+ * reference-counted, so a reader keeps a consistent snapshot while the feed
+ * replaces it.
+ *
+ * A read and a change can cross: a job's read sees the old row, the
+ * change's notification arrives before that read is stored and is passed
+ * over because the id is not cached yet. So every change the feed sees is
+ * numbered (subcache_seq) and the ids of the latest ones are remembered: a
+ * read that started before a change to its id is not stored, and its job
+ * reads again (subcache_changed_since). */
 #ifndef HOOKD_WORKER_SUBCACHE_H
 #define HOOKD_WORKER_SUBCACHE_H
 
@@ -41,10 +51,20 @@ void sub_unref(sub_t *s);
 /* The previous secret to sign with at 'now_ms', or NULL. */
 const char *sub_previous_secret(const sub_t *s, int64_t now_ms);
 
-/* Stores a record read straight from PostgreSQL for a cache miss: inserted
- * when absent, or replacing an inactive copy when it is active (the NOTIFY
- * of a re-activation may still be on its way). Thread-safe. */
-void subcache_put_fetched(subcache_t *c, const sub_record_t *rec);
+/* The number of changes the feed has seen so far: take it before reading
+ * subscriptions from PostgreSQL and pass it to subcache_put_fetched. */
+uint64_t subcache_seq(subcache_t *c);
+
+/* Stores a record read straight from PostgreSQL by a read that started at
+ * change number 'since' (inserted, or replacing the cached copy). Returns
+ * false, storing nothing, when the feed saw a change to the id since then:
+ * the cached copy (if any) is newer, else the read must be repeated.
+ * Thread-safe. */
+bool subcache_put_fetched(subcache_t *c, const sub_record_t *rec, uint64_t since);
+
+/* True when the feed saw a change to 'id' after change number 'since' (or
+ * cannot tell: too many changes since then). */
+bool subcache_changed_since(subcache_t *c, const char *id, uint64_t since);
 
 /* Marks the subscription inactive in the cache right away (after a 410;
  * the feed brings the row's new state shortly). */

@@ -30,7 +30,7 @@ typedef enum {
  * durable. Allocated in one block with the job message behind it. Owned by
  * the delivery module; the other modules link it into their lists. */
 typedef struct wjob {
-    struct wjob *next;  /* endpoint queue, request, or a store operation's list */
+    struct wjob *next;  /* endpoint queue, request, waiting list, or a store operation's list */
     struct wjob *hnext; /* chain of the held-jobs table (dedup.c) */
     char id[SIGN_JOB_ID_LEN + 1];
     char sub_id[WJOB_SUB_ID_MAX + 1];
@@ -38,10 +38,12 @@ typedef struct wjob {
     uint8_t source;                 /* wjob_source_t */
     bool probe;                     /* the one grey-list probe of its endpoint */
     bool solo;                      /* can share a request with nothing (batch=false, vik...) */
-    bool sub_fetched;               /* subscription already re-read from PostgreSQL once */
+
     int32_t partition;              /* WJOB_KAFKA: partition, tracker generation and */
     uint64_t gen;                   /* sequence number in the offset tracker */
     uint64_t seq;
+    uint64_t fetch_no;    /* the subscription read it waits for (0: none) */
+    uint64_t fetch_since; /* subcache_seq() when that read was asked */
     int64_t parked_seq; /* WJOB_PARKED: parked_jobs.seq (order of release) */
     int attempt;        /* delivery attempts already made (parked_jobs.attempt) */
     int64_t arrival_ms; /* monotonic time it was queued at its endpoint */

@@ -395,3 +395,49 @@ def test_plain_http_target_is_refused_at_delivery_when_https_is_required(db, kaf
     assert {r["error_class"] for r in rows} == {"ssrf"}
     refused = [r for r in worker.log_records() if r.get("msg") == "target_refused"]
     assert refused and "https" in refused[0]["error"]
+
+
+def test_only_subscriptions_with_jobs_are_cached_and_kept_current(db, kafka, services, receiver):
+    """The worker reads a subscription from PostgreSQL when its first job
+    arrives and keeps only those current (LISTEN/NOTIFY): 40 subscriptions,
+    jobs for 3, 3 cached; changes reach cached and uncached ones alike; and
+    jobs for one endpoint keep their order across its subscriptions while
+    one of them is being read."""
+    db.migrate()
+    subs = [insert_subscription(db, receiver.url("/s/%d" % i), batch=False) for i in range(40)]
+    worker = start_worker(services, HOOKD_ENDPOINT_CONCURRENCY=1)
+    cached = lambda: metric(worker.metrics(), "hookd_worker_subscriptions")
+    assert cached() == 0
+    produce_jobs(kafka, [make_job(subs[i], "evt_first_%d" % i) for i in range(3)])
+    receiver.wait_count(3)
+    assert cached() == 3
+
+    # a cached one moves, an uncached one rotates its secret
+    seen = changes(worker)
+    db.execute_script("UPDATE subscriptions SET target_url = '%s' WHERE id = '%s'"
+                      % (receiver.url("/moved"), subs[1]["id"]))
+    new = db.query("UPDATE subscriptions SET secret = hookd_new_secret() WHERE id = %s"
+                   " RETURNING secret, endpoint_id", (subs[5]["id"],))[0]
+    wait_for(lambda: changes(worker) >= seen + 2, message="the worker to see both changes")
+    moved = db.query("SELECT endpoint_id FROM subscriptions WHERE id = %s", (subs[1]["id"],))[0]
+    produce_jobs(kafka, [make_job(dict(subs[1], endpoint_id=moved["endpoint_id"]), "evt_moved"),
+                         make_job(dict(subs[5], endpoint_id=new["endpoint_id"]), "evt_rotated")])
+    reqs = receiver.wait_count(5)[3:]
+    by_id = {r["headers"]["webhook-id"]: r for r in reqs}
+    assert by_id[job_id("evt_moved", subs[1]["id"])]["path"] == "/moved"
+    rotated = by_id[job_id("evt_rotated", subs[5]["id"])]
+    assert verify(new["secret"], rotated) and not verify(subs[5]["secret"], rotated)
+    assert cached() == 4
+
+    # two subscriptions of one endpoint (same owner and URL): the first is
+    # cached, the second is not; their jobs, interleaved, arrive in order
+    a = insert_subscription(db, receiver.url("/shared"), owner_id="acct_order", batch=False)
+    b = insert_subscription(db, receiver.url("/shared"), owner_id="acct_order", batch=False)
+    assert a["endpoint_id"] == b["endpoint_id"]
+    produce_jobs(kafka, [make_job(a, "evt_order_warm")])
+    receiver.wait_count(6)
+    order = [make_job(b if k % 2 == 0 else a, "evt_order_%02d" % k) for k in range(20)]
+    produce_jobs(kafka, order)
+    got = [r["headers"]["webhook-id"] for r in receiver.wait_count(26)[6:]]
+    assert got == [j["id"] for j in order]
+    assert cached() == 6
