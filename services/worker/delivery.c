@@ -1276,12 +1276,23 @@ delivery_t *delivery_new(worker_t *w)
                                    batch_buckets, (int)HOOKD_ARRAY_LEN(batch_buckets));
     for (int o = 0; o < OC__COUNT; o++) {
         char labels[96];
+        /* only the pairs that occur: success and gone have their own class,
+         * failure and failed any other (an impossible pair counts as other) */
         for (int c = 0; c < SEND__COUNT; c++) {
+            bool occurs = o == OC_SUCCESS   ? c == SEND_SUCCESS
+                          : o == OC_GONE    ? c == SEND_GONE
+                                            : c != SEND_SUCCESS && c != SEND_GONE;
+            if (!occurs) continue;
             snprintf(labels, sizeof(labels), "outcome=\"%s\",class=\"%s\"", outcome_names[o],
                      send_class_name((send_class_t)c));
             d->m_deliveries[o][c] =
                 metrics_counter("hookd_deliveries_total", "Delivery attempts per job", labels);
         }
+        metric_t *fallback = d->m_deliveries[o][o == OC_SUCCESS ? SEND_SUCCESS
+                                                : o == OC_GONE  ? SEND_GONE
+                                                                : SEND_OTHER];
+        for (int c = 0; c < SEND__COUNT; c++)
+            if (!d->m_deliveries[o][c]) d->m_deliveries[o][c] = fallback;
         if (o == OC_FAILED) continue;
         snprintf(labels, sizeof(labels), "outcome=\"%s\"", outcome_names[o]);
         d->m_duration[o] = metrics_histogram("hookd_delivery_duration_seconds",

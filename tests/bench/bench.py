@@ -267,6 +267,7 @@ class Bench:
         assert done, f"delivery on {topic} did not finish"
         secs = time.monotonic() - t0
         rss = peak_rss_mib(worker.proc.pid)
+        self.worker_cached = self.metric(worker, "hookd_worker_subscriptions")
         worker.stop()
         return secs, rss
 
@@ -288,9 +289,10 @@ class Bench:
         self.unbatched_rate = s["unbatched"] / secs
         self.add_row("delivery unbatched", round(self.unbatched_rate), "deliveries/s",
                      f"1,000 endpoints, {self.unbatched_rate / raw:.2f}× raw POST")
-        cached = self.db.scalar("SELECT count(*) FROM subscriptions")
+        stored = self.db.scalar("SELECT count(*) FROM subscriptions")
         self.add_row("memory worker", round(rss, 1), "MiB peak RSS",
-                     f"{s['unbatched']:,} jobs backlog, {cached:,} subscriptions cached, during the unbatched row")
+                     f"{s['unbatched']:,} jobs backlog, {int(self.worker_cached):,} of {stored:,} subscriptions "
+                     "cached (those with jobs), during the unbatched row")
 
         recv = Receiver(self.work, "batched")
         targets, _ = self.subscriptions("b_", 100, f"http://127.0.0.1:{recv.port}/ep/", True)

@@ -6,6 +6,7 @@ the 'failed' state with the job kept for redelivery, API redeliveries,
 and a SIGTERM that flushes what is batched."""
 
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -286,6 +287,13 @@ def test_metrics_are_valid_prometheus_text(db, kafka, services, receiver):
     check = subprocess.run([shutil.which("promtool"), "check", "metrics"], input=text,
                            capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
+    # hookd_deliveries_total has only the outcome/class pairs that can occur
+    pairs = set(re.findall(r'^hookd_deliveries_total\{outcome="(\w+)",class="(\w+)"\}', text, re.M))
+    assert ("success", "success") in pairs and ("gone", "gone") in pairs
+    assert ("failure", "timeout") in pairs and ("failed", "http_5xx") in pairs
+    assert {o for o, c in pairs if c == "success"} == {"success"}
+    assert {o for o, c in pairs if c == "gone"} == {"gone"}
+    assert {c for o, c in pairs if o == "success"} == {"success"}
 
 
 def test_expiry_and_retention(db, kafka, services, receiver):
