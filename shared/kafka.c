@@ -25,6 +25,13 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
     int l = level <= 3 ? HOOKD_LOG_ERROR : level == 4 ? HOOKD_LOG_WARN
             : level <= 6                             ? HOOKD_LOG_INFO
                                                      : HOOKD_LOG_DEBUG;
+    /* the HOOKD_KAFKA_* passthrough goes to every client of the service, so
+     * a consumer property given to its producer (and the reverse) is
+     * expected, not a misconfiguration */
+    if (l == HOOKD_LOG_WARN && strcmp(fac, "CONFWARN") == 0 &&
+        (strstr(buf, "consumer property and will be ignored by this producer") ||
+         strstr(buf, "producer property and will be ignored by this consumer")))
+        l = HOOKD_LOG_DEBUG;
     HOOKD_LOG_AT(l, "kafka facility=%s detail=\"%s\"", fac, buf);
 }
 
