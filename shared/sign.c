@@ -27,6 +27,25 @@ void sign_job_id(const char *event_id, size_t event_id_len, const char *sub_id, 
     hookd_hex(md, SIGN_JOB_ID_LEN / 2, out);
 }
 
+void sign_request_id(const char *const *ids, int n, char *out)
+{
+    if (n == 1) {
+        memcpy(out, ids[0], SIGN_JOB_ID_LEN);
+        out[SIGN_JOB_ID_LEN] = '\0';
+        return;
+    }
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (!ctx || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) abort();
+    for (int i = 0; i < n; i++)
+        if ((i > 0 && !EVP_DigestUpdate(ctx, ",", 1)) ||
+            !EVP_DigestUpdate(ctx, ids[i], SIGN_JOB_ID_LEN))
+            abort(); /* only on OOM or a broken libcrypto */
+    if (!EVP_DigestFinal_ex(ctx, md, NULL)) abort();
+    EVP_MD_CTX_free(ctx);
+    hookd_hex(md, SIGN_JOB_ID_LEN / 2, out);
+}
+
 /* One HMAC context per thread, re-keyed per signature: creating a context
  * costs more than signing a small body. */
 static EVP_MAC *hmac_alg;

@@ -96,6 +96,8 @@ struct delivery {
     request_t *requests; /* live requests */
     job_t *scratch;      /* decoded jobs of the request being built */
     const job_t **scratch_ptrs;
+    const char **ids; /* job ids of the request being built (set_webhook_id) */
+    int ids_cap;
     int scratch_cap;
     uint64_t rng;
     bool stopping, abandoned;
@@ -530,6 +532,23 @@ static void gather(delivery_t *d, endpoint_t *ep, const sub_t *sub, request_t *r
     }
 }
 
+/* The request's webhook-id, from its jobs' ids (sign_request_id): sent
+ * again with the same jobs (a retry, a resend after a crash) it is the
+ * same, and a request with other jobs never reuses it, so a receiver that
+ * drops repeated webhook-ids never drops an item it has not seen. */
+static void set_webhook_id(delivery_t *d, request_t *req)
+{
+    if (req->n > d->ids_cap) {
+        d->ids_cap = req->n;
+        d->ids = realloc(d->ids, sizeof(*d->ids) * (size_t)d->ids_cap);
+        if (!d->ids) abort();
+    }
+    int n = 0;
+    for (wjob_t *j = req->jobs; j; j = j->next)
+        d->ids[n++] = j->id;
+    sign_request_id(d->ids, n, req->webhook_id);
+}
+
 static void build_body(delivery_t *d, const sub_t *sub, request_t *req)
 {
     if (req->body.data) strbuf_reset(&req->body);
@@ -564,7 +583,6 @@ static bool on_send(endpoint_t *ep, void *ud)
     req->ep = ep;
     req->probe = probe;
     req_append(req, first); /* (the body buffer is allocated by build_body) */
-    memcpy(req->webhook_id, first->id, sizeof(req->webhook_id));
     decode_into(d, 0, first);
     if (!probe && !first->solo) gather(d, ep, sub, req);
     build_body(d, sub, req);
@@ -584,6 +602,7 @@ static bool on_send(endpoint_t *ep, void *ud)
         build_body(d, sub, req);
     }
     if (back) batcher_requeue_front(d->b, ep, back);
+    set_webhook_id(d, req);
 
     req->next = d->requests;
     if (d->requests) d->requests->prev = req;
@@ -1348,5 +1367,6 @@ void delivery_free(delivery_t *d)
     batcher_free(d->b);
     free(d->scratch);
     free(d->scratch_ptrs);
+    free(d->ids);
     free(d);
 }

@@ -12,14 +12,17 @@ Proves, for the whole run:
 - receivers see an item twice only when a killed worker had its request in
   flight: the repeat comes from a later worker run (or is a logged retry),
   and there are at most HOOKD_MAX_INFLIGHT re-sent requests per worker
-  kill; every request's webhook-id is the job id of its first item;
+  kill; every request's webhook-id is derived from its items' job ids
+  (the job id of a single item), and requests that share a webhook-id
+  carry exactly the same items, so a receiver that drops repeated
+  webhook-ids never drops an item it has not seen;
 - a repeat carries a webhook-id that an earlier request holding that item
   carried (SPEC §6), with one exception the test counts and prints instead
   of failing on: an item of a batched subscription whose batch was in
   flight at a kill may come back in a batch composed differently (the
   restarted worker forms batches from what it reads then; it cannot know
-  what was in flight), under that batch's first job id. Subscriptions
-  without batching must keep their webhook-id;
+  what was in flight), under that batch's own new webhook-id.
+  Subscriptions without batching must keep their webhook-id;
 - both services, restarted many times, still stop cleanly (exit 0, no
   sanitizer report).
 
@@ -42,7 +45,7 @@ from chaos_helpers import (ReceiverLog, RecordingReceiver, assigned_since_start,
 from harness import metric, wait_for
 from hookd_kafka import FAST_PRODUCER_CONFIG, consume_all, topic_metadata
 from ingest_helpers import INGEST_ENV, expected_job_id, wait_caught_up, wait_subscriptions
-from worker_helpers import FAST_WORKER
+from worker_helpers import FAST_WORKER, request_id
 
 SOAK = os.environ.get("HOOKD_SOAK") == "1"
 EVENTS = 100_000 if SOAK else 10_000
@@ -291,11 +294,15 @@ def test_chaos_kill9_ingest_and_worker_alternately(db, kafka, services, recordin
     seen = {}             # item -> [(run, webhook-id)] of the requests that carried it
     dup = collections.Counter()  # items, requests, same (webhook-id), reformed (items / requests)
     dup_wids = set()
+    items_of = {}         # webhook-id -> the items of the first request that carried it
     unexpected = []
     for t, recv, _conn, wid, path, eids in records:
         sub = sub_at.get((recv, path))
         assert sub is not None and eids, (path, eids)
-        assert wid == expected_job_id(eids[0], sub), "webhook-id is not the first job's id"
+        assert wid == request_id([expected_job_id(e, sub) for e in eids]), \
+            "webhook-id is not derived from the request's job ids"
+        assert items_of.setdefault(wid, eids) == eids, (
+            "webhook-id %s carried %r, then %r" % (wid, items_of[wid], eids))
         run = run_of(t)
         repeat = reformed = False
         for eid in eids:

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from harness import metric, wait_for
-from worker_helpers import (body_ids, insert_subscription, make_job, produce_jobs, start_worker,
-                            verify, wait_finished)
+from worker_helpers import (body_ids, insert_subscription, make_job, produce_jobs, request_id,
+                            start_worker, verify, wait_finished)
 
 
 def test_250_jobs_in_one_window_make_three_ordered_requests(db, kafka, services, receiver):
@@ -24,12 +24,11 @@ def test_250_jobs_in_one_window_make_three_ordered_requests(db, kafka, services,
     assert [len(json.loads(r["body"])) for r in reqs] == [100, 100, 50]
     ids = [i for r in reqs for i in body_ids(r)]
     assert ids == ["evt_%03d" % i for i in range(250)]  # partition order, across requests
+    job_of = {j["event_id"]: j["id"] for j in jobs}
     for r in reqs:
         assert verify(sub["secret"], r)
-        items = json.loads(r["body"])
-        # the webhook-id of a batch is the job id of its first job
-        first = next(j for j in jobs if j["event_id"] == items[0]["id"])
-        assert r["headers"]["webhook-id"] == first["id"]
+        # the webhook-id of a batch is derived from all its job ids, in order
+        assert r["headers"]["webhook-id"] == request_id([job_of[e] for e in body_ids(r)])
     m = worker.metrics()
     assert metric(m, "hookd_batch_size_count") == 3
     assert metric(m, "hookd_deliveries_total", outcome="success") == 250
@@ -44,7 +43,7 @@ def test_250_jobs_in_one_window_make_three_ordered_requests(db, kafka, services,
     assert [(r["batch_size"], len(r["job_ids"])) for r in rows] == [(100, 100), (100, 100), (50, 50)]
     assert [i for r in rows for i in r["job_ids"]] == [j["id"] for j in jobs]
     assert all(r["outcome"] == "success" and r["attempt"] == 1 and r["same_time"] for r in rows)
-    assert [r["webhook_id"] for r in rows] == [r["job_ids"][0] for r in rows]
+    assert [r["webhook_id"] for r in rows] == [request_id(r["job_ids"]) for r in rows]
     assert [(r["job_id"], r["event_id"]) for r in rows] == \
         [(jobs[k]["id"], jobs[k]["event_id"]) for k in (0, 100, 200)]
 

@@ -68,6 +68,15 @@ def insert_subscription(db, url, owner_id="acct_1", owner_kind="account", event_
     return rows[0]
 
 
+def request_id(job_ids):
+    """The webhook-id of a request carrying 'job_ids' (in body order): the
+    job id for one job, else the first 128 bits of SHA-256 of the ids
+    joined by commas, hex (docs/formats.md)."""
+    if len(job_ids) == 1:
+        return job_ids[0]
+    return hashlib.sha256(",".join(job_ids).encode()).hexdigest()[:32]
+
+
 def rfc3339(ms):
     dt = datetime.datetime.fromtimestamp(ms / 1000.0, tz=datetime.timezone.utc)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (ms % 1000)

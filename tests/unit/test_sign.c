@@ -1,4 +1,5 @@
-/* Unit tests for job ids, Standard Webhooks signatures, secrets, tokens. */
+/* Unit tests for job ids, request ids, Standard Webhooks signatures,
+ * secrets, tokens. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -38,6 +39,21 @@ static void test_job_id_deterministic(void **state)
     assert_string_equal(a, "56b72eb4efe4bd263d11486b83e2ab7b");
 }
 
+static void test_request_id_of_one_or_more_jobs(void **state)
+{
+    (void)state;
+    const char *a = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", *b = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+    const char *one[] = {a}, *ab[] = {a, b}, *ba[] = {b, a};
+    char out[SIGN_JOB_ID_LEN + 1];
+    sign_request_id(one, 1, out);
+    assert_string_equal(out, a); /* one job: its job id */
+    sign_request_id(ab, 2, out);
+    /* first 128 bits of SHA-256("<a>,<b>") */
+    assert_string_equal(out, "aa691835b5364858cd0cbd89f10ba9f4");
+    sign_request_id(ba, 2, out);
+    assert_string_equal(out, "51c9d4f1d46f664aaf2ec63df34db8aa"); /* order matters */
+}
+
 static void test_secret_and_token_format(void **state)
 {
     (void)state;
@@ -72,6 +88,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_standard_webhooks_vector),
         cmocka_unit_test(test_job_id_deterministic),
+        cmocka_unit_test(test_request_id_of_one_or_more_jobs),
         cmocka_unit_test(test_secret_and_token_format),
         cmocka_unit_test(test_signature_rejects_bad_secret),
     };

@@ -16,6 +16,12 @@
 void sign_job_id(const char *event_id, size_t event_id_len, const char *sub_id, size_t sub_id_len,
                  char *out);
 
+/* webhook-id of a request carrying 'n' jobs whose ids (SIGN_JOB_ID_LEN hex
+ * chars each) are 'ids', in body order: the job id when n == 1, else the
+ * first 128 bits of SHA-256("<id1>,<id2>,...,<idn>"), lower-case hex. The
+ * same jobs always give the same id, different jobs never share one. */
+void sign_request_id(const char *const *ids, int n, char *out);
+
 /* Standard Webhooks signature "v1,<base64(HMAC-SHA256(key, id.timestamp.body))>"
  * where key is the base64 part of "whsec_<base64>" (or the raw secret when it
  * has no such prefix). Returns 0, or -1 if the secret does not decode. */
