@@ -12,7 +12,9 @@
 #include "hookd/util.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +25,8 @@
 #define HELD_POLL_MAX_MS 5000
 #define HANDOVER_COMMIT_MS 5000 /* retry the commit of revoked partitions this long */
 #define FIRST_JOIN_WAIT_MS 5000 /* see consumer_close */
+#define POKE_EVERY_MS 20        /* see poke_fetchers */
+#define POKE_MAX_PARTITIONS 64
 
 struct consumer {
     worker_t *w;
@@ -40,7 +44,17 @@ struct consumer {
     bool ever_assigned;   /* a first assignment arrived (see consumer_close) */
     int64_t last_poll_ms; /* last time messages were taken */
     bool held_since_wake; /* held back since the last wake_fetchers */
-    metric_t *m_fetch_wakes;
+    int64_t last_poke_ms;
+    /* the poker thread (poke_fetchers) */
+    pthread_t poker;
+    bool poker_started;
+    pthread_mutex_t poke_mu;
+    pthread_cond_t poke_cv;
+    atomic_bool poke_stop;
+    bool poke_want;
+    int32_t poke_parts[POKE_MAX_PARTITIONS];
+    int poke_n;
+    metric_t *m_fetch_wakes, *m_fetch_pokes;
     metric_t *m_commits, *m_commit_errors, *m_paused, *m_rebalances;
 };
 
@@ -284,6 +298,69 @@ static void wake_fetchers(consumer_t *c)
     rd_kafka_topic_partition_list_destroy(seek);
 }
 
+/* The other half of the librdkafka 2.0 stop described above: while the
+ * memory bound holds consumption back, the prefetch queue fills up and the
+ * broker threads stop fetching; once the worker takes messages again they
+ * would look at the queue only a second later (or when it is empty, see
+ * wake_fetchers), leaving the pipeline to run dry. Any response wakes a
+ * broker thread, which then sees the queue below its limit and fetches, so
+ * after a held-back episode a helper thread asks each partition's leader
+ * for its watermarks (ListOffsets, blocking, hence the thread), at most
+ * every POKE_EVERY_MS. */
+static void *poker_run(void *arg)
+{
+    consumer_t *c = arg;
+    int32_t parts[POKE_MAX_PARTITIONS];
+    pthread_mutex_lock(&c->poke_mu);
+    for (;;) {
+        while (!atomic_load(&c->poke_stop) && !c->poke_want)
+            pthread_cond_wait(&c->poke_cv, &c->poke_mu);
+        if (atomic_load(&c->poke_stop)) break;
+        int n = c->poke_n;
+        memcpy(parts, c->poke_parts, sizeof(parts[0]) * (size_t)n);
+        c->poke_want = false;
+        pthread_mutex_unlock(&c->poke_mu);
+        for (int i = 0; i < n && !atomic_load(&c->poke_stop); i++) {
+            int64_t lo, hi;
+            (void)rd_kafka_query_watermark_offsets(c->rk, c->w->cfg.jobs_topic, parts[i], &lo, &hi,
+                                                   1000);
+        }
+        pthread_mutex_lock(&c->poke_mu);
+    }
+    pthread_mutex_unlock(&c->poke_mu);
+    return NULL;
+}
+
+static void poke_fetchers(consumer_t *c)
+{
+    int64_t now = hookd_mono_ms();
+    if (!c->poker_started || now - c->last_poke_ms < POKE_EVERY_MS) return;
+    c->last_poke_ms = now;
+    pthread_mutex_lock(&c->poke_mu);
+    if (!c->poke_want) {
+        c->poke_n = 0;
+        for (int p = 0; p < c->n_slots && c->poke_n < POKE_MAX_PARTITIONS; p++)
+            if (c->trackers[p]) c->poke_parts[c->poke_n++] = p;
+        c->poke_want = c->poke_n > 0;
+        if (c->poke_want) {
+            metric_inc(c->m_fetch_pokes);
+            pthread_cond_signal(&c->poke_cv);
+        }
+    }
+    pthread_mutex_unlock(&c->poke_mu);
+}
+
+static void stop_poker(consumer_t *c)
+{
+    if (!c->poker_started) return;
+    pthread_mutex_lock(&c->poke_mu);
+    atomic_store(&c->poke_stop, true);
+    pthread_cond_signal(&c->poke_cv);
+    pthread_mutex_unlock(&c->poke_mu);
+    pthread_join(c->poker, NULL);
+    c->poker_started = false;
+}
+
 static void consume_round(consumer_t *c)
 {
     if (c->stopped || !may_consume(c)) return;
@@ -310,6 +387,7 @@ static void consume_round(consumer_t *c)
     }
     delivery_round_end(c->w->dlv);
     if (n == 0 && c->held_since_wake && !c->stopped) wake_fetchers(c);
+    if (n > 0 && c->held_since_wake && !c->stopped) poke_fetchers(c);
     if (n >= CONSUME_BUDGET) event_active(c->io_ev, EV_READ, 0); /* more after other events */
 }
 
@@ -447,8 +525,15 @@ consumer_t *consumer_new(worker_t *w)
                                        "Seeks that restarted fetching stopped by a full prefetch "
                                        "queue (librdkafka 2.0)",
                                        NULL);
+    c->m_fetch_pokes = metrics_counter("hookd_worker_fetch_pokes_total",
+                                       "Requests that woke fetching stopped by a full prefetch "
+                                       "queue after consumption was held back (librdkafka 2.0)",
+                                       NULL);
+    pthread_mutex_init(&c->poke_mu, NULL);
+    pthread_cond_init(&c->poke_cv, NULL);
     if (!(c->rk = new_client(c))) goto fail;
     w->consumer = c->rk;
+    c->poker_started = pthread_create(&c->poker, NULL, poker_run, c) == 0;
     rd_kafka_resp_err_t e = rd_kafka_poll_set_consumer(c->rk);
     if (e) {
         log_error("kafka_consumer_failed error=\"%s\"", rd_kafka_err2str(e));
@@ -502,6 +587,7 @@ void consumer_close(consumer_t *c)
 {
     if (!c) return;
     c->stopped = true;
+    stop_poker(c);
     if (c->io_ev) event_free(c->io_ev);
     if (c->poll_ev) event_free(c->poll_ev);
     if (c->commit_ev) event_free(c->commit_ev);
@@ -531,5 +617,7 @@ void consumer_close(consumer_t *c)
     free(c->lag);
     if (c->pipe_fd[0] >= 0) close(c->pipe_fd[0]);
     if (c->pipe_fd[1] >= 0) close(c->pipe_fd[1]);
+    pthread_cond_destroy(&c->poke_cv);
+    pthread_mutex_destroy(&c->poke_mu);
     free(c);
 }

@@ -123,8 +123,10 @@ def test_a_backlog_beyond_the_memory_bound_is_delivered_once_in_order(db, kafka,
     """12,000 jobs of ~900 bytes (more than the worker holds: 8,000 jobs /
     6 MiB, and more than its 4 MiB prefetch): consumption is held back, the
     prefetch fills, and librdkafka 2.0 would stop fetching for up to a second
-    each time; the worker restarts the fetch (hookd_worker_fetch_wakes_total)
-    without losing, repeating or reordering a job."""
+    each time; the worker wakes the fetch as it takes messages again
+    (hookd_worker_fetch_pokes_total) and restarts it when the queue ran dry
+    (hookd_worker_fetch_wakes_total), without losing, repeating or
+    reordering a job."""
     db.migrate()
     subs = [insert_subscription(db, receiver.url("/ep/%d" % i)) for i in range(20)]
     pad = "x" * 700
@@ -143,7 +145,7 @@ def test_a_backlog_beyond_the_memory_bound_is_delivered_once_in_order(db, kafka,
         assert got == ["evt_%05d" % n for n in range(i, 12000, 20)]  # each once, in order
     m = worker.metrics()
     assert metric(m, "hookd_jobs_held") == 0
-    assert metric(m, "hookd_worker_fetch_wakes_total") >= 1
+    assert metric(m, "hookd_worker_fetch_pokes_total") >= 1
     assert metric(m, "hookd_deliveries_total", outcome="success") == 12000
 
 
