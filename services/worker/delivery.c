@@ -496,14 +496,20 @@ static void fail_request(delivery_t *d, request_t *req, send_class_t cls, const 
 
 /* ---------------------------------------------------------------- requests */
 
-static void req_append(request_t *req, wjob_t *j)
+/* Appends 'j' to the list from *head to *tail (linked by next). */
+static void jobs_append(wjob_t **head, wjob_t **tail, wjob_t *j)
 {
     j->next = NULL;
-    if (req->jobs_tail)
-        req->jobs_tail->next = j;
+    if (*tail)
+        (*tail)->next = j;
     else
-        req->jobs = j;
-    req->jobs_tail = j;
+        *head = j;
+    *tail = j;
+}
+
+static void req_append(request_t *req, wjob_t *j)
+{
+    jobs_append(&req->jobs, &req->jobs_tail, j);
     req->n++;
 }
 
@@ -778,12 +784,7 @@ static void dispatch(delivery_t *d, wjob_t *j)
     sub_unref(sub);
     if (known && !d->waiting) return;
     if (!known) queue_fetch(d, j); /* read now; looked up again at the front */
-    j->next = NULL;
-    if (d->waiting_tail)
-        d->waiting_tail->next = j;
-    else
-        d->waiting = j;
-    d->waiting_tail = j;
+    jobs_append(&d->waiting, &d->waiting_tail, j);
 }
 
 /* ---------------------------------------------------------------- store completions */
