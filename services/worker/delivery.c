@@ -780,9 +780,12 @@ static void dispatch(delivery_t *d, wjob_t *j)
     j->fetch_no = 0;
     sub_t *sub = subcache_get(d->w->subs, j->sub_id);
     bool known = sub && atomic_load(&sub->active);
-    if (known && !d->waiting) route(d, j, sub);
+    if (known && !d->waiting) {
+        route(d, j, sub);
+        sub_unref(sub);
+        return;
+    }
     sub_unref(sub);
-    if (known && !d->waiting) return;
     if (!known) queue_fetch(d, j); /* read now; looked up again at the front */
     jobs_append(&d->waiting, &d->waiting_tail, j);
 }
