@@ -1,5 +1,6 @@
 # Installs the Debian packages hookd needs, only those missing; sourced by
 # deploy/local/up and tests/run. Usage: hookd_install_deps build|test
+# (plus HOOKD_EXTRA_PACKAGES, space-separated, when set)
 # Idempotent: runs apt-get update + install only when something is missing.
 
 HOOKD_BUILD_PACKAGES="gcc make cmake pkg-config librdkafka-dev libpq-dev libcurl4-openssl-dev
@@ -11,6 +12,7 @@ HOOKD_TEST_PACKAGES="libcmocka-dev python3-pytest python3-psycopg2 python3-confl
 hookd_install_deps() {
     local want="$HOOKD_BUILD_PACKAGES $HOOKD_RUN_PACKAGES"
     [ "${1:-build}" = test ] && want="$want $HOOKD_TEST_PACKAGES"
+    want="$want ${HOOKD_EXTRA_PACKAGES:-}" # a caller's own (tests/bench/run: nodejs npm)
     local missing="" p
     for p in $want; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

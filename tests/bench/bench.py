@@ -28,12 +28,13 @@ BENCH = BUILD / "tests/bench"
 INGEST = BUILD / "services/ingest/hookd-ingest"
 WORKER = BUILD / "services/worker/hookd-worker"
 KAFKA = BUILD / "services/kafka-embedded/hookd-kafka-embedded"
+NODE_BASELINE = SOURCE / "tests/bench/node/deliver.js"
 
 SIZES = {
     "full": dict(events=600_000, subs=100_000, accounts=10_000, unbatched=200_000, batched=500_000,
-                 latency_s=10, isolation=200_000, raw_post=200_000, matcher_events=2_000_000),
+                 latency_s=10, isolation=200_000, raw_post=200_000, matcher_events=2_000_000, node=100_000),
     "quick": dict(events=150_000, subs=20_000, accounts=2_000, unbatched=50_000, batched=100_000,
-                  latency_s=5, isolation=40_000, raw_post=50_000, matcher_events=500_000),
+                  latency_s=5, isolation=40_000, raw_post=50_000, matcher_events=500_000, node=20_000),
 }
 PARTITIONS = 64
 BODY_BYTES = 200  # padding in each event's data; bodies on the wire are ~400 bytes
@@ -113,7 +114,7 @@ class Bench:
         self.db.migrate()
         topics = {"bench.events": PARTITIONS, "bench.jobs": PARTITIONS, "bench.events.dlq": 1,
                   "bench.unbatched": PARTITIONS, "bench.batched": PARTITIONS,
-                  "bench.isolation": PARTITIONS, "bench.pipe": PARTITIONS, "bench.lat.events": 16, "bench.lat.jobs": 16}
+                  "bench.isolation": PARTITIONS, "bench.node": PARTITIONS, "bench.pipe": PARTITIONS, "bench.lat.events": 16, "bench.lat.jobs": 16}
         self.kafka = EmbeddedKafka(str(KAFKA), topics=topics, brokers=3, workdir=str(self.work))
         self.kafka.start()
 
@@ -294,6 +295,8 @@ class Bench:
                      f"{s['unbatched']:,} jobs backlog, {int(self.worker_cached):,} of {stored:,} subscriptions "
                      "cached (those with jobs), during the unbatched row")
 
+        self.node_baseline()
+
         recv = Receiver(self.work, "batched")
         targets, _ = self.subscriptions("b_", 100, f"http://127.0.0.1:{recv.port}/ep/", True)
         secs, _ = self.deliver("bench.batched", targets, s["batched"], recv, expect_jobs=s["batched"],
@@ -302,6 +305,29 @@ class Bench:
         recv.stop()
         self.add_row("delivery batched", round(s["batched"] / secs), "events/s",
                      f"100 endpoints, up to 100 per POST ({s['batched'] / max(requests, 1):.0f} per request on average)")
+
+    def node_baseline(self):
+        """The same kind of jobs, delivered by a Node consumer (kafkajs,
+        undici, node-postgres; tests/bench/node) to 1,000 endpoints of a
+        receiver of its own, with a dedup lookup and a finished_jobs insert
+        per batch as hookd-worker does per job."""
+        s = self.s
+        recv = Receiver(self.work, "node")
+        targets, _ = self.subscriptions("n_", 1000, f"http://127.0.0.1:{recv.port}/ep/", False)
+        subs = self.db.query("SELECT id::text, target_url, secret FROM subscriptions"
+                             " WHERE starts_with(owner_id, 'n_')")
+        subs_path = self.work / "node-subs.json"
+        subs_path.write_text(json.dumps({r["id"]: {"url": r["target_url"], "secret": r["secret"]} for r in subs}))
+        self.produce("bench.node", s["node"], mode="jobs", targets=targets)
+        out = run(["node", NODE_BASELINE, "--brokers", self.kafka.bootstrap, "--topic", "bench.node",
+                   "--group", "bench-node", "--count", s["node"], "--subs", subs_path, "--concurrency", 64,
+                   "--database", self.db.url],
+                  timeout=900)
+        recv.stop()
+        rate = kv(out, "rps")
+        self.add_row("node baseline", round(rate), "deliveries/s",
+                     f"kafkajs + undici + node-postgres, same jobs, 1,000 endpoints: dedup lookup, signed POST, "
+                     f"finished_jobs insert, commit per batch; hookd unbatched = {self.unbatched_rate / rate:.1f}×")
 
     def bench_isolation(self):
         s = self.s
