@@ -152,15 +152,9 @@ static void remove_locked(subcache_t *c, const char *id)
 
 sub_t *subcache_get(subcache_t *c, const char *id)
 {
-    sub_t *found = NULL;
     pthread_mutex_lock(&c->lock);
-    for (sub_t *s = c->buckets[bucket_of(c, id)]; s; s = s->hnext) {
-        if (strcmp(s->id, id) == 0) {
-            atomic_fetch_add(&s->refs, 1);
-            found = s;
-            break;
-        }
-    }
+    sub_t *found = *slot_of(c, id);
+    if (found) atomic_fetch_add(&found->refs, 1);
     pthread_mutex_unlock(&c->lock);
     return found;
 }
@@ -228,8 +222,8 @@ bool subcache_put_fetched(subcache_t *c, const sub_record_t *rec, uint64_t since
 void subcache_deactivate(subcache_t *c, const char *id)
 {
     pthread_mutex_lock(&c->lock);
-    for (sub_t *s = c->buckets[bucket_of(c, id)]; s; s = s->hnext)
-        if (strcmp(s->id, id) == 0) atomic_store(&s->active, false);
+    sub_t *s = *slot_of(c, id);
+    if (s) atomic_store(&s->active, false);
     pthread_mutex_unlock(&c->lock);
 }
 
