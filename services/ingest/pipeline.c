@@ -915,8 +915,9 @@ static void shutdown_pipeline(pipeline_t *p)
     commit_done_sync(p, NULL, hookd_mono_ms() + p->commit_retry_ms);
     /* librdkafka 2.0 (fixed in 2.3, issue #4312) aborts when a cooperative-
      * sticky consumer is destroyed before its first assignment: wait for it
-     * (bounded), else the handle is left to exit (see destroy). Messages polled meanwhile are dropped unprocessed and
-     * uncommitted, so they are consumed again after the restart. */
+     * (bounded), else the handle is left to exit (see destroy). Messages
+     * polled meanwhile are dropped unprocessed and uncommitted, so they are
+     * consumed again after the restart. */
     int64_t join_deadline = hookd_mono_ms() + budget / 4;
     while (!p->ever_assigned && hookd_mono_ms() < join_deadline) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(p->consumer, 100);
