@@ -7,7 +7,7 @@ HOOKD_BUILD_PACKAGES="gcc make cmake pkg-config librdkafka-dev libpq-dev libcurl
   libjson-c-dev libevent-dev libssl-dev ca-certificates"
 HOOKD_RUN_PACKAGES="postgresql postgresql-contrib kcat curl python3 util-linux"
 HOOKD_TEST_PACKAGES="libcmocka-dev python3-pytest python3-psycopg2 python3-confluent-kafka
-  python3-yaml prometheus docker-compose clang libclang-rt-14-dev"
+  python3-yaml python3-h2 openssl prometheus docker-compose clang libclang-rt-14-dev"
 
 hookd_install_deps() {
     local want="$HOOKD_BUILD_PACKAGES $HOOKD_RUN_PACKAGES"
