@@ -309,8 +309,9 @@ class Bench:
     def node_baseline(self):
         """The same kind of jobs, delivered by a Node consumer (kafkajs,
         undici, node-postgres; tests/bench/node) to 1,000 endpoints of a
-        receiver of its own, with a dedup lookup and a finished_jobs insert
-        per batch as hookd-worker does per job."""
+        receiver of its own, with a dedup lookup per batch and, per batch in
+        one statement, the finished_jobs and delivery log rows hookd-worker
+        writes per job."""
         s = self.s
         recv = Receiver(self.work, "node")
         targets, _ = self.subscriptions("n_", 1000, f"http://127.0.0.1:{recv.port}/ep/", False)
@@ -327,7 +328,7 @@ class Bench:
         rate = kv(out, "rps")
         self.add_row("node baseline", round(rate), "deliveries/s",
                      f"kafkajs + undici + node-postgres, same jobs, 1,000 endpoints: dedup lookup, signed POST, "
-                     f"finished_jobs insert, commit per batch; hookd unbatched = {self.unbatched_rate / rate:.1f}×")
+                     f"finished_jobs + delivery log insert, commit per batch; hookd unbatched = {self.unbatched_rate / rate:.1f}×")
 
     def bench_isolation(self):
         s = self.s

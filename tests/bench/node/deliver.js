@@ -3,8 +3,9 @@
 // per batch of consumed jobs, skip the ids already finished (one query),
 // build the standard-format body, sign it (Standard Webhooks), POST it to
 // the subscription's URL with bounded concurrency, record the finished jobs
-// (one insert), then commit the offsets. No retries, grey-listing, batching
-// or delivery log: less than hookd-worker does per job.
+// and their delivery log rows (one statement, as hookd-worker writes them
+// with the default HOOKD_DELIVERY_LOG=all), then commit the offsets. No
+// retries, grey-listing or batching: less than hookd-worker does per job.
 //
 //   node deliver.js --brokers B --topic T --group G --count N \
 //        --subs FILE --database URL [--concurrency C]
@@ -79,11 +80,13 @@ async function main() {
     else inflight--;
   }
 
+  // returns the delivery log row of the attempt
   async function deliver(job) {
     const sub = subs[job.subscription_id];
     const body = JSON.stringify({ type: job.type, id: job.event_id, timestamp: job.occurred_at,
                                   account: job.account, data: job.payload });
-    const ts = Math.floor(Date.now() / 1000);
+    const t0 = Date.now();
+    const ts = Math.floor(t0 / 1000);
     const res = await request(sub.url, {
       method: 'POST', dispatcher: agent, body,
       headers: { 'content-type': 'application/json', 'user-agent': 'bench-node',
@@ -93,6 +96,8 @@ async function main() {
     await res.body.dump();
     if (res.statusCode < 200 || res.statusCode >= 300) throw new Error(`status ${res.statusCode}`);
     delivered++;
+    return [uuid(job.id), job.id, job.subscription_id, job.endpoint_id, job.event_id, job.type,
+            res.statusCode, Date.now() - t0];
   }
 
   await consumer.connect();
@@ -112,12 +117,18 @@ async function main() {
         await acquire();
         sends.push(deliver(jobs[i]).finally(release));
       }
-      await Promise.all(sends);
+      const rows = await Promise.all(sends);
+      const col = (k) => rows.map((r) => r[k]);
       await db.query(
-        "INSERT INTO finished_jobs (job_id, state, subscription_id)" +
+        "WITH f AS (INSERT INTO finished_jobs (job_id, state, subscription_id)" +
         " SELECT id, 'delivered', sub FROM unnest($1::uuid[], $2::text[]) AS t(id, sub)" +
-        ' ON CONFLICT (job_id) DO NOTHING',
-        [ids, jobs.map((j) => j.subscription_id)]);
+        ' ON CONFLICT (job_id) DO NOTHING)' +
+        ' INSERT INTO deliveries (job_id, webhook_id, subscription_id, endpoint_id, event_id,' +
+        "  event_type, attempt, outcome, status_code, latency_ms)" +
+        " SELECT j, w, s, e, ev, ty, 1, 'success', st, l FROM unnest($3::uuid[], $4::text[]," +
+        '  $5::text[], $6::text[], $7::text[], $8::text[], $9::int[], $10::int[])' +
+        '  AS t(j, w, s, e, ev, ty, st, l)',
+        [ids, jobs.map((j) => j.subscription_id), ...[0, 1, 2, 3, 4, 5, 6, 7].map(col)]);
       await commitOffsetsIfNecessary({ topics: [{ topic: batch.topic, partitions: [
         { partition: batch.partition, offset: (BigInt(batch.lastOffset()) + 1n).toString() }] }] });
       await heartbeat();
