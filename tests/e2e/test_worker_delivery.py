@@ -3,7 +3,8 @@ by an independent implementation (also across a secret rotation), body
 formats byte for byte, vik delete merging, 410 Gone, cancellation of jobs
 of deleted subscriptions, dedup of re-published jobs, retries ending in
 the 'failed' state with the job kept for redelivery, API redeliveries,
-and a SIGTERM that flushes what is batched."""
+a SIGTERM that flushes what is batched, and the https-only and
+private-address rules applied where requests are made."""
 
 import json
 import re
@@ -403,6 +404,26 @@ def test_plain_http_target_is_refused_at_delivery_when_https_is_required(db, kaf
     assert {r["error_class"] for r in rows} == {"ssrf"}
     refused = [r for r in worker.log_records() if r.get("msg") == "target_refused"]
     assert refused and "https" in refused[0]["error"]
+
+
+def test_private_addresses_are_refused_at_delivery(db, kafka, services, receiver):
+    """The private-address rules hold where the connection is made, on the
+    addresses the name resolves to then: subscriptions written with admin
+    SQL to a loopback address and to a name resolving to loopback never get
+    a request while HOOKD_ALLOW_PRIVATE_TARGETS is off (class 'ssrf')."""
+    db.migrate()
+    subs = [insert_subscription(db, receiver.url("/literal"), owner_id="acct_ip", batch=False),
+            insert_subscription(db, "http://localhost:%d/name" % receiver.port, owner_id="acct_name",
+                                batch=False)]
+    worker = start_worker(services, HOOKD_ALLOW_PRIVATE_TARGETS="false", HOOKD_GREYLIST_THRESHOLD=10)
+    jobs = [make_job(sub, "evt_private") for sub in subs]
+    produce_jobs(kafka, jobs)
+    wait_finished(db, [j["id"] for j in jobs], "failed", timeout=30)
+    assert receiver.count() == 0
+    rows = db.query("SELECT job_id::text AS id, outcome, error_class FROM deliveries ORDER BY id")
+    assert len(rows) == 8  # 4 attempts each
+    assert {(r["outcome"], r["error_class"]) for r in rows} == {("failure", "ssrf"), ("failed", "ssrf")}
+    assert metric(worker.metrics(), "hookd_deliveries_total", outcome="failed", **{"class": "ssrf"}) == 2
 
 
 def test_only_subscriptions_with_jobs_are_cached_and_kept_current(db, kafka, services, receiver):
