@@ -377,15 +377,49 @@ def metric(metrics, name, **labels):
 
 # ---------------------------------------------------------------- receivers
 
-class Receiver:
+class RequestLog:
+    """The requests a test receiver got, in arrival order (dicts with method,
+    path, lower-case headers, body), and waiting for them."""
+
+    def init_log(self):
+        self.requests = []
+        self.lock = threading.Lock()
+        self.cond = threading.Condition(self.lock)
+
+    def record(self, req):
+        with self.cond:
+            self.requests.append(req)
+            self.cond.notify_all()
+
+    def count(self):
+        with self.lock:
+            return len(self.requests)
+
+    def snapshot(self):
+        with self.lock:
+            return list(self.requests)
+
+    def json_bodies(self):
+        return [json.loads(r["body"]) for r in self.snapshot()]
+
+    def wait_count(self, n, timeout=20.0):
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while len(self.requests) < n:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"receiver got {len(self.requests)} requests, expected {n}")
+                self.cond.wait(left)
+            return list(self.requests)
+
+
+class Receiver(RequestLog):
     """An HTTP server on 127.0.0.1 that records every request and answers
     according to its mode: status N, delay, hang (never answer), close
     (drop the connection). Thread-per-connection, keep-alive."""
 
     def __init__(self):
-        self.requests = []
-        self.lock = threading.Lock()
-        self.cond = threading.Condition(self.lock)
+        self.init_log()
         self.status = 204
         self.delay = 0.0
         self.mode = "normal"  # normal | hang | close
@@ -446,27 +480,6 @@ class Receiver:
 
     def url(self, path="/hook"):
         return f"http://127.0.0.1:{self.port}{path}"
-
-    def count(self):
-        with self.lock:
-            return len(self.requests)
-
-    def snapshot(self):
-        with self.lock:
-            return list(self.requests)
-
-    def json_bodies(self):
-        return [json.loads(r["body"]) for r in self.snapshot()]
-
-    def wait_count(self, n, timeout=20.0):
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while len(self.requests) < n:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"receiver got {len(self.requests)} requests, expected {n}")
-                self.cond.wait(left)
-            return list(self.requests)
 
     def close(self):
         self.released.set()

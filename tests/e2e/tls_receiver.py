@@ -15,6 +15,8 @@ import h2.config
 import h2.connection
 import h2.events
 
+from harness import RequestLog
+
 
 def make_certificates(directory):
     """Writes ca.pem (a test CA) and server.pem/server.key (signed by it,
@@ -36,7 +38,7 @@ def make_certificates(directory):
     return {"ca": str(ca), "cert": str(cert), "key": str(key)}
 
 
-class TlsReceiver:
+class TlsReceiver(RequestLog):
     """Answers every request with 'status' (204), over HTTP/2 or HTTP/1.1
     as negotiated; 'alpn' is what it offers."""
 
@@ -45,10 +47,9 @@ class TlsReceiver:
         self.ctx.load_cert_chain(certs["cert"], certs["key"])
         self.ctx.set_alpn_protocols(list(alpn))
         self.status = status
-        self.requests = []
+        self.init_log()
         self.handshakes = 0         # completed
         self.failed_handshakes = 0  # refused by the client (or broken)
-        self.cond = threading.Condition()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -64,20 +65,6 @@ class TlsReceiver:
         self.stopped = True
         self.sock.close()
 
-    def snapshot(self):
-        with self.cond:
-            return list(self.requests)
-
-    def wait_count(self, n, timeout=20.0):
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while len(self.requests) < n:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"receiver got {len(self.requests)} requests, expected {n}")
-                self.cond.wait(left)
-            return list(self.requests)
-
     def _accept(self):
         while not self.stopped:
             try:
@@ -87,10 +74,8 @@ class TlsReceiver:
             threading.Thread(target=self._serve, args=(raw,), daemon=True).start()
 
     def _record(self, proto, method, path, headers, body):
-        with self.cond:
-            self.requests.append({"proto": proto, "method": method, "path": path,
-                                  "headers": headers, "body": bytes(body), "time": time.time()})
-            self.cond.notify_all()
+        self.record({"proto": proto, "method": method, "path": path, "headers": headers,
+                     "body": bytes(body), "time": time.time()})
 
     def _serve(self, raw):
         raw.settimeout(30)
