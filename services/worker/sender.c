@@ -25,7 +25,7 @@
 #define SENDER_EXCERPT_MAX 1024
 #define SENDER_DNS_CACHE_S 120
 #define SENDER_MIN_CONNECTS 32
-#define SENDER_RECV_BUFFER 4096  /* per slot; responses are small and only 1 KiB is kept */
+#define SENDER_RECV_BUFFER 1024  /* per slot (libcurl minimum); only 1 KiB of a response is kept */
 #define SENDER_SEND_BUFFER 16384 /* per slot (libcurl minimum), used for bodies over 64 KiB */
 #define SENDER_SHARD_INFLIGHT 64 /* in-flight requests per shard, roughly */
 #define SENDER_MAX_SHARDS 64
