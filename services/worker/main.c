@@ -146,8 +146,8 @@ int main(int argc, char **argv)
      * glibc raises its mmap threshold each time a large block is freed, up
      * to 32 MiB, after which librdkafka's fetch buffers and PostgreSQL
      * results come from the heap and stay resident once freed: a fixed
-     * 128 KiB threshold gives them back at once (peak RSS with the bench's
-     * 200,000-job backlog: 47-50 MiB instead of 56-64). */
+     * 128 KiB threshold gives them back at once (about 10 MiB less peak RSS
+     * with the bench's 200,000-job backlog). */
     mallopt(M_ARENA_MAX, 2);
     mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 

@@ -398,8 +398,6 @@ class Bench:
             return healthy_jobs / secs
 
         rate, values = self.repeated(isolation)
-        # the dead endpoints' parked jobs would be drained by the latency row's worker
-        self.db.execute_script("TRUNCATE parked_jobs")
         self.add_row("isolation", round(rate), "healthy deliveries/s",
                      f"500 of 1,000 endpoints hang; {rate / self.unbatched_rate:.2f}× all-healthy{self.spread(values)}")
 
