@@ -142,14 +142,9 @@ int main(int argc, char **argv)
     memset(&w, 0, sizeof(w));
     run.w = &w;
     /* the threads (store, feeds, librdkafka) would each get a malloc arena
-     * that keeps freed memory: two arenas keep the resident size down. And
-     * glibc raises its mmap threshold each time a large block is freed, up
-     * to 32 MiB, after which librdkafka's fetch buffers and PostgreSQL
-     * results come from the heap and stay resident once freed: a fixed
-     * 128 KiB threshold gives them back at once (about 10 MiB less peak RSS
-     * with the bench's 200,000-job backlog). */
+     * that keeps freed memory: two arenas keep the resident size down (and
+     * see hookd_service_setup on the mmap threshold) */
     mallopt(M_ARENA_MAX, 2);
-    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 
     int early = hookd_service_setup("hookd-worker", HOOKD_SVC_WORKER, argc, argv, cli_opts,
                                     &w.cfg);
