@@ -11,8 +11,8 @@
 #include <json-c/json_c_version.h>
 #include <libpq-fe.h>
 #include <librdkafka/rdkafka.h>
-#include <signal.h>
 #include <malloc.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
