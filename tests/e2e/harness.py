@@ -414,12 +414,13 @@ class RequestLog:
 
 
 class Receiver(RequestLog):
-    """An HTTP server on 127.0.0.1 that records every request and answers
+    """An HTTP server on 127.0.0.1 (or 'host', e.g. ::1) that records every request and answers
     according to its mode: status N, delay, hang (never answer), close
     (drop the connection). Thread-per-connection, keep-alive."""
 
-    def __init__(self):
+    def __init__(self, host="127.0.0.1"):
         self.init_log()
+        self.host = host
         self.status = 204
         self.delay = 0.0
         self.mode = "normal"  # normal | hang | close
@@ -472,14 +473,16 @@ class Receiver(RequestLog):
             daemon_threads = True
             allow_reuse_address = True
             request_queue_size = 256
+            address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
 
-        self.server = Server(("127.0.0.1", 0), Handler)
+        self.server = Server((host, 0), Handler)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
     def url(self, path="/hook"):
-        return f"http://127.0.0.1:{self.port}{path}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}{path}"
 
     def close(self):
         self.released.set()

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import threading
 
-from harness import http_request, metric, wait_for
+from harness import Receiver, http_request, metric, wait_for
 from worker_helpers import (encode, finished_states, insert_subscription, job_id, make_job,
                             produce_jobs, request_id, rfc3339, signatures, start_worker, verify,
                             wait_finished)
@@ -409,21 +409,46 @@ def test_plain_http_target_is_refused_at_delivery_when_https_is_required(db, kaf
 def test_private_addresses_are_refused_at_delivery(db, kafka, services, receiver):
     """The private-address rules hold where the connection is made, on the
     addresses the name resolves to then: subscriptions written with admin
-    SQL to a loopback address and to a name resolving to loopback never get
-    a request while HOOKD_ALLOW_PRIVATE_TARGETS is off (class 'ssrf')."""
+    SQL to a loopback address (IPv4 and IPv6) and to a name resolving to
+    loopback never get a request while HOOKD_ALLOW_PRIVATE_TARGETS is off
+    (class 'ssrf')."""
     db.migrate()
-    subs = [insert_subscription(db, receiver.url("/literal"), owner_id="acct_ip", batch=False),
-            insert_subscription(db, "http://localhost:%d/name" % receiver.port, owner_id="acct_name",
-                                batch=False)]
-    worker = start_worker(services, HOOKD_ALLOW_PRIVATE_TARGETS="false", HOOKD_GREYLIST_THRESHOLD=10)
-    jobs = [make_job(sub, "evt_private") for sub in subs]
-    produce_jobs(kafka, jobs)
-    wait_finished(db, [j["id"] for j in jobs], "failed", timeout=30)
-    assert receiver.count() == 0
+    receiver6 = Receiver(host="::1")
+    try:
+        subs = [insert_subscription(db, receiver.url("/literal"), owner_id="acct_ip", batch=False),
+                insert_subscription(db, "http://localhost:%d/name" % receiver.port,
+                                    owner_id="acct_name", batch=False),
+                insert_subscription(db, receiver6.url("/v6"), owner_id="acct_v6", batch=False)]
+        worker = start_worker(services, HOOKD_ALLOW_PRIVATE_TARGETS="false",
+                              HOOKD_GREYLIST_THRESHOLD=10)
+        jobs = [make_job(sub, "evt_private") for sub in subs]
+        produce_jobs(kafka, jobs)
+        wait_finished(db, [j["id"] for j in jobs], "failed", timeout=30)
+        assert receiver.count() == 0 and receiver6.count() == 0
+    finally:
+        receiver6.close()
     rows = db.query("SELECT replace(job_id::text, '-', '') AS id, outcome, error_class FROM deliveries")
     assert sorted(r["id"] for r in rows) == sorted([j["id"] for j in jobs] * 4)  # 4 attempts each
     assert {(r["outcome"], r["error_class"]) for r in rows} == {("failure", "ssrf"), ("failed", "ssrf")}
-    assert metric(worker.metrics(), "hookd_deliveries_total", outcome="failed", **{"class": "ssrf"}) == 2
+    assert metric(worker.metrics(), "hookd_deliveries_total", outcome="failed", **{"class": "ssrf"}) == 3
+
+
+def test_ipv6_receivers_get_their_deliveries(db, kafka, services):
+    """A receiver on an IPv6 address ([::1] here, private targets allowed)
+    gets its signed deliveries like any other, in order."""
+    db.migrate()
+    receiver6 = Receiver(host="::1")
+    try:
+        sub = insert_subscription(db, receiver6.url("/v6"), batch=False)
+        start_worker(services)
+        jobs = [make_job(sub, "evt_v6_%d" % i) for i in range(3)]
+        produce_jobs(kafka, jobs)
+        reqs = receiver6.wait_count(3)
+        wait_finished(db, [j["id"] for j in jobs], "delivered")
+    finally:
+        receiver6.close()
+    assert [r["headers"]["webhook-id"] for r in reqs] == [j["id"] for j in jobs]
+    assert all(r["path"] == "/v6" and verify(sub["secret"], r) for r in reqs)
 
 
 def test_only_subscriptions_with_jobs_are_cached_and_kept_current(db, kafka, services, receiver):
