@@ -3,11 +3,14 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <errno.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 int target_parse(const char *url, bool require_https, target_url_t *out, char *err,
                  size_t err_size)
@@ -173,16 +176,109 @@ void target_addr_text(const struct sockaddr *sa, char *out, size_t out_size)
     if (!inet_ntop(sa->sa_family, a, out, (socklen_t)out_size)) snprintf(out, out_size, "?");
 }
 
-int target_resolve(const char *host, int port, bool allow_private,
-                   struct sockaddr_storage *out, int max_out, char *err, size_t err_size)
+/* A getaddrinfo on a thread of its own, which the caller waits for until
+ * its deadline. One given up then finishes on its own and frees itself. */
+typedef struct lookup {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done, abandoned;
+    int rc;
+    struct addrinfo *res;
+    char host[256], port[8];
+} lookup_t;
+
+static void lookup_free(lookup_t *l)
 {
+    if (l->res) freeaddrinfo(l->res);
+    pthread_cond_destroy(&l->cv);
+    pthread_mutex_destroy(&l->mu);
+    free(l);
+}
+
+static void *lookup_run(void *arg)
+{
+    lookup_t *l = arg;
     struct addrinfo hints, *res = NULL;
-    char port_s[8];
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
+    int rc = getaddrinfo(l->host, l->port, &hints, &res);
+    pthread_mutex_lock(&l->mu);
+    l->rc = rc;
+    l->res = rc == 0 ? res : NULL;
+    l->done = true;
+    bool abandoned = l->abandoned;
+    pthread_cond_signal(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+    if (abandoned) lookup_free(l);
+    return NULL;
+}
+
+/* getaddrinfo that gives up after 'timeout_ms' (a slow or silent name
+ * server would otherwise hold the caller for the resolver's whole retry
+ * schedule: timeout x attempts x search domains). Returns getaddrinfo's
+ * code, or EAI_AGAIN with *timed_out set. */
+static int lookup(const char *host, const char *port, int timeout_ms, struct addrinfo **res,
+                  bool *timed_out)
+{
+    *timed_out = false;
+    lookup_t *l = calloc(1, sizeof(*l));
+    if (!l) abort();
+    snprintf(l->host, sizeof(l->host), "%s", host);
+    snprintf(l->port, sizeof(l->port), "%s", port);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&l->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_attr_t ta;
+    pthread_t t;
+    pthread_attr_init(&ta);
+    pthread_attr_setdetachstate(&ta, PTHREAD_CREATE_DETACHED);
+    int started = pthread_create(&t, &ta, lookup_run, l);
+    pthread_attr_destroy(&ta);
+    if (started != 0) {
+        lookup_free(l);
+        return EAI_SYSTEM;
+    }
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&l->mu);
+    while (!l->done && pthread_cond_timedwait(&l->cv, &l->mu, &deadline) != ETIMEDOUT) {
+    }
+    if (!l->done) { /* the thread frees it when it ends */
+        l->abandoned = true;
+        pthread_mutex_unlock(&l->mu);
+        *timed_out = true;
+        return EAI_AGAIN;
+    }
+    pthread_mutex_unlock(&l->mu);
+    int rc = l->rc;
+    *res = l->res;
+    l->res = NULL;
+    lookup_free(l);
+    return rc;
+}
+
+int target_resolve(const char *host, int port, bool allow_private, int timeout_ms,
+                   struct sockaddr_storage *out, int max_out, char *err, size_t err_size)
+{
+    struct addrinfo *res = NULL;
+    char port_s[8];
+    bool timed_out;
     snprintf(port_s, sizeof(port_s), "%d", port);
-    int rc = getaddrinfo(host, port_s, &hints, &res);
+    int rc = lookup(host, port_s, timeout_ms, &res, &timed_out);
+    if (timed_out) {
+        snprintf(err, err_size, "cannot resolve host %s: no answer within %d ms", host, timeout_ms);
+        return -1;
+    }
     if (rc != 0) {
         snprintf(err, err_size, "cannot resolve host %s: %s", host, gai_strerror(rc));
         return -1;

@@ -23,6 +23,7 @@
 #define API_BODY_MAX_MEMBERS 64    /* top-level members of a request body */
 #define API_STATEMENT_TIMEOUT "5s" /* a stuck query must not stall the event loop for long */
 #define API_RESET_INTERVAL_MS 1000 /* at most one reconnection attempt per second */
+#define API_RESOLVE_TIMEOUT_MS 3000 /* nor a slow or silent name server */
 #define API_RESET_TIMEOUT_S 5
 
 typedef struct api_binding {
@@ -447,7 +448,8 @@ int api_check_target(api_ctx_t *c, const char *url, const char *field)
     target_url_t t;
     const hookd_config_t *cfg = &c->ing->cfg;
     if (target_parse(url, cfg->require_https, &t, err, sizeof(err)) < 0 ||
-        target_resolve(t.host, t.port, cfg->allow_private_targets, NULL, 0, err, sizeof(err)) < 0) {
+        target_resolve(t.host, t.port, cfg->allow_private_targets, API_RESOLVE_TIMEOUT_MS, NULL, 0,
+                       err, sizeof(err)) < 0) {
         api_error(c, 400, "invalid_target_url", field, "%s", err);
         return -1;
     }

@@ -8,8 +8,30 @@
 #include "hookd/target.h"
 
 #include <arpa/inet.h>
+#include <dlfcn.h>
+#include <netdb.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+static atomic_int slow_lookups_done;
+
+/* A name server that takes 600 ms for "slow.test" (the real resolver for
+ * everything else): the lookups of target_resolve call this one. */
+int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+                struct addrinfo **res)
+{
+    static int (*real)(const char *, const char *, const struct addrinfo *, struct addrinfo **);
+    if (!real) *(void **)&real = dlsym(RTLD_NEXT, "getaddrinfo");
+    if (!real) abort();
+    if (node && strcmp(node, "slow.test") == 0) {
+        usleep(600 * 1000);
+        atomic_fetch_add(&slow_lookups_done, 1);
+        return real("127.0.0.1", service, hints, res);
+    }
+    return real(node, service, hints, res);
+}
 
 static bool allowed(const char *ip)
 {
@@ -79,11 +101,32 @@ static void test_resolve_literals(void **state)
     (void)state;
     char err[256];
     struct sockaddr_storage out[4];
-    assert_int_equal(target_resolve("127.0.0.1", 80, false, out, 4, err, sizeof(err)), -1);
+    assert_int_equal(target_resolve("127.0.0.1", 80, false, 2000, out, 4, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "127.0.0.1"));
-    assert_int_equal(target_resolve("127.0.0.1", 80, true, out, 4, err, sizeof(err)), 1);
-    assert_int_equal(target_resolve("::1", 80, false, out, 4, err, sizeof(err)), -1);
-    assert_int_equal(target_resolve("localhost", 80, false, out, 4, err, sizeof(err)), -1);
+    assert_int_equal(target_resolve("127.0.0.1", 80, true, 2000, out, 4, err, sizeof(err)), 1);
+    assert_int_equal(target_resolve("::1", 80, false, 2000, out, 4, err, sizeof(err)), -1);
+    assert_int_equal(target_resolve("localhost", 80, false, 2000, out, 4, err, sizeof(err)), -1);
+}
+
+/* A lookup still running at the deadline is refused as not resolving and
+ * left to finish on its own thread, which frees it (LeakSanitizer checks);
+ * lookups after it are not held up. */
+static void test_resolve_gives_up_at_the_deadline(void **state)
+{
+    (void)state;
+    char err[256];
+    struct sockaddr_storage out[4];
+    assert_int_equal(target_resolve("slow.test", 80, true, 100, out, 4, err, sizeof(err)), -1);
+    assert_string_equal(err, "cannot resolve host slow.test: no answer within 100 ms");
+    assert_int_equal(atomic_load(&slow_lookups_done), 0);
+    assert_int_equal(target_resolve("127.0.0.1", 80, true, 100, out, 4, err, sizeof(err)), 1);
+    /* given time, the same slow name resolves (to 127.0.0.1, refused unless allowed) */
+    assert_int_equal(target_resolve("slow.test", 80, true, 5000, out, 4, err, sizeof(err)), 1);
+    assert_int_equal(target_resolve("slow.test", 80, false, 5000, out, 4, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "slow.test resolves to 127.0.0.1"));
+    for (int i = 0; i < 100 && atomic_load(&slow_lookups_done) < 3; i++)
+        usleep(20 * 1000);
+    assert_int_equal(atomic_load(&slow_lookups_done), 3);
 }
 
 int main(void)
@@ -92,6 +135,7 @@ int main(void)
         cmocka_unit_test(test_addresses),
         cmocka_unit_test(test_parse),
         cmocka_unit_test(test_resolve_literals),
+        cmocka_unit_test(test_resolve_gives_up_at_the_deadline),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

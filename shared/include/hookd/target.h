@@ -32,12 +32,13 @@ int target_parse(const char *url, bool require_https, target_url_t *out, char *e
  * forms of those. Always true when 'allow_private'. */
 bool target_addr_allowed(const struct sockaddr *sa, bool allow_private);
 
-/* Resolves host:port (blocking getaddrinfo) and checks every address.
- * Stores up to TARGET_MAX_ADDRS allowed addresses in 'out' (may be NULL).
- * Returns the number stored (> 0), or -1 with 'err' when resolution fails or
- * any address is refused (a name that resolves to both public and private
- * addresses is refused). */
-int target_resolve(const char *host, int port, bool allow_private,
+/* Resolves host:port and checks every address. Blocks for at most
+ * 'timeout_ms' (a lookup still running then is given up: refused as not
+ * resolving). Stores up to TARGET_MAX_ADDRS allowed addresses in 'out' (may
+ * be NULL). Returns the number stored (> 0), or -1 with 'err' when
+ * resolution fails or any address is refused (a name that resolves to both
+ * public and private addresses is refused). */
+int target_resolve(const char *host, int port, bool allow_private, int timeout_ms,
                    struct sockaddr_storage *out, int max_out, char *err, size_t err_size);
 
 /* Formats an address as text ("10.0.0.1" or "::1"). */
