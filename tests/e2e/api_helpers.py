@@ -7,8 +7,10 @@ helpers to mint tokens and call the API. Import it into a test module with
 
 import http.client
 import json
+import pathlib
 import re
 import socket
+import threading
 
 import pytest
 
@@ -62,6 +64,56 @@ class Client:
 
     def delete(self, path, **kw):
         return self.call("DELETE", path, **kw)
+
+
+class NameServer:
+    """A DNS server on 127.0.0.1:53 for a hookd process started with
+    'wrapper': that process runs in a mount namespace of its own whose
+    /etc/resolv.conf names this server (the rest of the machine keeps its
+    own). It records the names asked and answers each query NXDOMAIN, or,
+    with answer=False, never. Needs root (port 53, unshare)."""
+
+    def __init__(self, workdir, answer=True):
+        self.answer = answer
+        self.names = []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 53))
+        resolv = pathlib.Path(workdir) / "resolv.conf"
+        resolv.write_text("nameserver 127.0.0.1\noptions timeout:5 attempts:2\n")
+        self.wrapper = ["unshare", "--mount", "sh", "-c",
+                        'mount --bind "$0" /etc/resolv.conf && exec "$@"', str(resolv)]
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while True:
+            try:
+                query, peer = self.sock.recvfrom(512)
+            except OSError:
+                return
+            if peer is None:  # shut down
+                return
+            labels, i = [], 12  # the question's name follows the 12-byte header
+            while i < len(query) and query[i]:
+                labels.append(query[i + 1:i + 1 + query[i]].decode(errors="replace"))
+                i += 1 + query[i]
+            self.names.append(".".join(labels))
+            if self.answer:  # id, QR|RD|RA + NXDOMAIN, the question alone
+                self.sock.sendto(query[:2] + b"\x81\x83" + query[4:6] + b"\0" * 6 + query[12:i + 5], peer)
+
+    def close(self):
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the reading thread
+        except OSError:
+            pass
+        self.thread.join(timeout=5)
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 class ApiEnv:

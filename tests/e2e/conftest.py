@@ -61,7 +61,7 @@ def services(tmp_path, db, kafka):
     must exit 0 (no sanitizer report) unless the test killed it."""
     started = []
 
-    def start(kind, wait_ready=True, args=(), **overrides):
+    def start(kind, wait_ready=True, args=(), wrapper=(), **overrides):
         port = free_port()
         env = {"HOOKD_DATABASE_URL": db.url, "HOOKD_KAFKA_BROKERS": kafka.bootstrap,
                "HOOKD_REQUIRE_HTTPS": "false", "HOOKD_ALLOW_PRIVATE_TARGETS": "true",
@@ -75,7 +75,7 @@ def services(tmp_path, db, kafka):
         else:
             raise ValueError(kind)
         env.update({k: str(v) for k, v in overrides.items()})
-        svc = Service(f"{kind}-{len(started)}", binary, service_env(env), tmp_path, port, args)
+        svc = Service(f"{kind}-{len(started)}", binary, service_env(env), tmp_path, port, args, wrapper)
         started.append(svc)
         svc.start(wait_ready=wait_ready)
         return svc

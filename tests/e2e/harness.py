@@ -238,11 +238,12 @@ def service_env(overrides=None):
 class Service:
     """A hookd binary started with environment overrides; logs go to a file."""
 
-    def __init__(self, name, binary, env, workdir, http_port, args=()):
+    def __init__(self, name, binary, env, workdir, http_port, args=(), wrapper=()):
         self.name = name
         self.binary = binary
         self.env = env
         self.args = list(args)
+        self.wrapper = list(wrapper)  # argv that execs the binary (same process), e.g. unshare
         self.http_port = http_port
         self.log_path = pathlib.Path(workdir) / f"{name}.log"
         self.proc = None
@@ -250,7 +251,7 @@ class Service:
 
     def start(self, wait_ready=True, timeout=30):
         self.log_file = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([str(self.binary)] + self.args, env=self.env,
+        self.proc = subprocess.Popen(self.wrapper + [str(self.binary)] + self.args, env=self.env,
                                      stdout=self.log_file, stderr=subprocess.STDOUT)
         self.starts += 1
         if wait_ready:

@@ -4,7 +4,7 @@ http, loopback, private, link-local/metadata, CGNAT, IPv6 loopback/ULA/
 mapped forms, names resolving to loopback, userinfo and overlong URLs are
 all refused with the reason; public https addresses are accepted."""
 
-from api_helpers import ApiEnv
+from api_helpers import ApiEnv, NameServer
 
 REFUSED = [
     ("http://93.184.216.34/hook", "must use https"),
@@ -60,14 +60,40 @@ def test_every_api_refuses_private_and_plain_http_targets(services, db):
     assert env.db.query("SELECT id, target_url, version FROM subscriptions ORDER BY id") == before
 
 
-def test_private_targets_are_allowed_when_configured(services, db, receiver):
-    env = ApiEnv(services, db, HOOKD_REQUIRE_HTTPS="false", HOOKD_ALLOW_PRIVATE_TARGETS="true")
-    c = env.client("account:acct_1")
-    for url in (receiver.url("/x"), "http://localhost:9/x", "https://10.0.0.1/x", "http://[::1]:9/x"):
-        status, w = c.post("/v1/webhooks", {"event_types": ["*"], "target_url": url})
-        assert status == 201 and w["target_url"] == url, (url, w)
-    # but never userinfo, other schemes or unresolvable names
-    for url, why in (("http://u@127.0.0.1/x", "credentials"), ("gopher://127.0.0.1/", "http or https"),
-                     ("http://no-such-host.invalid/x", "cannot resolve")):
-        status, err = c.post("/v1/webhooks", {"event_types": ["*"], "target_url": url})
-        assert status == 400 and why in err["message"], (url, err)
+def test_private_targets_are_allowed_when_configured(services, db, receiver, tmp_path):
+    with NameServer(tmp_path) as ns:  # answers NXDOMAIN: no lookup leaves the machine
+        env = ApiEnv(services, db, HOOKD_REQUIRE_HTTPS="false", HOOKD_ALLOW_PRIVATE_TARGETS="true",
+                     wrapper=ns.wrapper)
+        c = env.client("account:acct_1")
+        for url in (receiver.url("/x"), "http://localhost:9/x", "https://10.0.0.1/x", "http://[::1]:9/x"):
+            status, w = c.post("/v1/webhooks", {"event_types": ["*"], "target_url": url})
+            assert status == 201 and w["target_url"] == url, (url, w)
+        # but never userinfo, other schemes or unresolvable names
+        for url, why in (("http://u@127.0.0.1/x", "credentials"), ("gopher://127.0.0.1/", "http or https"),
+                         ("http://no-such-host.invalid/x", "cannot resolve")):
+            status, err = c.post("/v1/webhooks", {"event_types": ["*"], "target_url": url})
+            assert status == 400 and why in err["message"], (url, err)
+        assert ns.names and set(ns.names) == {"no-such-host.invalid"}
+
+
+def test_a_silent_name_server_costs_a_bounded_wait(services, db, tmp_path, receiver):
+    """Target names are resolved when a subscription is written. A name
+    server that never answers (the resolver's own schedule here: 5 s, 2
+    attempts) gets the request refused after 3 s with the reason, instead
+    of holding the API for the resolver's whole schedule, and the API goes
+    on working."""
+    with NameServer(tmp_path, answer=False) as ns:
+        env = ApiEnv(services, db, HOOKD_REQUIRE_HTTPS="false", wrapper=ns.wrapper)
+        c = env.client("account:acct_1")
+        status, err = c.post("/v1/webhooks", {"event_types": ["*"], "target_url": "http://hooks.silent.test/x"})
+        assert status == 400 and err["error"] == "invalid_target_url", err
+        assert "cannot resolve host hooks.silent.test: no answer within 3000 ms" in err["message"], err
+        assert "hooks.silent.test" in ns.names
+
+        # a literal address needs no lookup; the same name again is refused the same way
+        status, w = c.post("/v1/webhooks", {"event_types": ["*"], "target_url": receiver.url("/x")})
+        assert status == 201, w
+        status, err = c.post("/hooks", {"action": "event.created", "target_url": "http://hooks.silent.test/y"})
+        assert status == 400 and "no answer within 3000 ms" in err["message"], err
+        assert [s["target_url"] for s in env.subscriptions()] == [receiver.url("/x")]
+        assert env.alive()

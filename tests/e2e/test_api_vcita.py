@@ -3,7 +3,7 @@ exact bodies, idempotency, verb aliases, directory tokens, and the
 500 {"response":"Not Subscribed","error":...} contract for every failure."""
 
 from api_helpers import api  # noqa: F401
-from api_helpers import ApiEnv, Client
+from api_helpers import ApiEnv, Client, NameServer
 
 SUB = "/v1/subscriptions/standard/subscribe"
 UNSUB = "/v1/subscriptions/standard/unsubscribe"
@@ -92,55 +92,58 @@ def test_directory_tokens_subscribe_to_directory_level_events(api, receiver):
     assert vcita_rows(api, "acct_1") == []
 
 
-def test_every_failure_is_500_not_subscribed_with_a_reason(api, receiver):
-    c = api.client("account:acct_1")
-    url = receiver.url("/x")
-    cases = [
-        ({"event": "client/exploded", "target_url": url}, "unknown event type 'client/exploded'"),
-        ({"event": "client//created", "target_url": url}, "invalid event type"),
-        ({"event": "", "target_url": url}, "invalid event type"),
-        ({"event": "noSuchAlias", "target_url": url}, "unknown event type 'noSuchAlias'"),
-        ({"event": 123, "target_url": url}, "field 'event' must be a string"),
-        ({"target_url": url}, "field 'event' is required"),
-        ({"event": "client/created"}, "field 'target_url' is required"),
-        ({"event": "client/created", "target_url": url, "secret": "x"}, "unknown field 'secret'"),
-        ({"event": "client/created", "target_url": "ftp://example.com/x"}, "http or https"),
-        ({"event": "client/created", "target_url": "https://user:pw@example.com/x"}, "credentials"),
-        ({"event": "client/created", "target_url": "https://"}, "no host"),
-        ({"event": "client/created", "target_url": "https://x.invalid/" + "a" * 2100}, "longer than 2048"),
-        ({"event": "client/created", "target_url": "https://no-such-host.invalid/x"}, "cannot resolve"),
-        ({"event": None, "target_url": url}, "must not be null"),
-        ([], "must be a JSON object"),
-    ]
-    for body, why in cases:
-        status, got = c.post(SUB, body)
-        assert status == 500, (body, status, got)
-        assert got["response"] == "Not Subscribed" and why in got["error"], (body, got)
-        assert set(got) == {"response", "error"}
+def test_every_failure_is_500_not_subscribed_with_a_reason(services, db, receiver, tmp_path):
+    with NameServer(tmp_path) as ns:  # answers NXDOMAIN: no lookup leaves the machine
+        api = ApiEnv(services, db, wrapper=ns.wrapper)
+        c = api.client("account:acct_1")
+        url = receiver.url("/x")
+        cases = [
+            ({"event": "client/exploded", "target_url": url}, "unknown event type 'client/exploded'"),
+            ({"event": "client//created", "target_url": url}, "invalid event type"),
+            ({"event": "", "target_url": url}, "invalid event type"),
+            ({"event": "noSuchAlias", "target_url": url}, "unknown event type 'noSuchAlias'"),
+            ({"event": 123, "target_url": url}, "field 'event' must be a string"),
+            ({"target_url": url}, "field 'event' is required"),
+            ({"event": "client/created"}, "field 'target_url' is required"),
+            ({"event": "client/created", "target_url": url, "secret": "x"}, "unknown field 'secret'"),
+            ({"event": "client/created", "target_url": "ftp://example.com/x"}, "http or https"),
+            ({"event": "client/created", "target_url": "https://user:pw@example.com/x"}, "credentials"),
+            ({"event": "client/created", "target_url": "https://"}, "no host"),
+            ({"event": "client/created", "target_url": "https://x.invalid/" + "a" * 2100}, "longer than 2048"),
+            ({"event": "client/created", "target_url": "https://no-such-host.invalid/x"}, "cannot resolve"),
+            ({"event": None, "target_url": url}, "must not be null"),
+            ([], "must be a JSON object"),
+        ]
+        for body, why in cases:
+            status, got = c.post(SUB, body)
+            assert status == 500, (body, status, got)
+            assert got["response"] == "Not Subscribed" and why in got["error"], (body, got)
+            assert set(got) == {"response", "error"}
 
-    raw_cases = [
-        (b'{"event": "client/created", "target_url": ', "invalid JSON at byte"),
-        (b"", "must be a JSON object"),
-        (b'"client/created"', "must be a JSON object"),
-        (b'{"event":"client/created","event":"client/updated","target_url":"x"}', "more than once"),
-        (b'{"event":"client\xff/created","target_url":"x"}', "invalid UTF-8"),
-    ]
-    for raw, why in raw_cases:
-        status, got = c.post(SUB, raw, headers={"Content-Type": "application/json"})
-        assert status == 500 and got["response"] == "Not Subscribed" and why in got["error"], (raw, got)
-    status, got = c.post(SUB, '{"event":"client/created","target_url":"%s"}' % url,
-                         headers={"Content-Type": "text/plain"})
-    assert status == 500 and "Content-Type must be application/json" in got["error"]
+        raw_cases = [
+            (b'{"event": "client/created", "target_url": ', "invalid JSON at byte"),
+            (b"", "must be a JSON object"),
+            (b'"client/created"', "must be a JSON object"),
+            (b'{"event":"client/created","event":"client/updated","target_url":"x"}', "more than once"),
+            (b'{"event":"client\xff/created","target_url":"x"}', "invalid UTF-8"),
+        ]
+        for raw, why in raw_cases:
+            status, got = c.post(SUB, raw, headers={"Content-Type": "application/json"})
+            assert status == 500 and got["response"] == "Not Subscribed" and why in got["error"], (raw, got)
+        status, got = c.post(SUB, '{"event":"client/created","target_url":"%s"}' % url,
+                             headers={"Content-Type": "text/plain"})
+        assert status == 500 and "Content-Type must be application/json" in got["error"]
 
-    status, got = c.post(UNSUB, {"event": "client/created"})
-    assert status == 500 and got == {"response": "Not Unsubscribed", "error": "field 'target_url' is required"}
-    status, got = c.post(UNSUB, b"{nope", headers={"Content-Type": "application/json"})
-    assert status == 500 and got["response"] == "Not Unsubscribed"
+        status, got = c.post(UNSUB, {"event": "client/created"})
+        assert status == 500 and got == {"response": "Not Unsubscribed", "error": "field 'target_url' is required"}
+        status, got = c.post(UNSUB, b"{nope", headers={"Content-Type": "application/json"})
+        assert status == 500 and got["response"] == "Not Unsubscribed"
 
-    # nothing was created by any of these
-    assert api.subscriptions() == []
-    # and the service still answers
-    assert c.post(SUB, {"event": "client/created", "target_url": url}) == (200, {"response": "Subscribed"})
+        # nothing was created by any of these
+        assert api.subscriptions() == []
+        # and the service still answers
+        assert c.post(SUB, {"event": "client/created", "target_url": url}) == (200, {"response": "Subscribed"})
+    assert set(ns.names) == {"no-such-host.invalid"}
 
 
 def test_missing_or_bad_tokens_get_401(api, receiver):
