@@ -32,17 +32,21 @@ const hookd_config_var_t hookd_config_vars[] = {
     {"HOOKD_SHUTDOWN_TIMEOUT_S", CFG_INT, "30", 1, 3600, NULL, HOOKD_SVC_ALL,
      OFF(shutdown_timeout_s), "Seconds to finish in-flight work after SIGTERM before exiting"},
     {"HOOKD_REQUIRE_HTTPS", CFG_BOOL, "true", 0, 0, NULL, HOOKD_SVC_ALL, OFF(require_https),
-     "Only https:// target URLs: the API refuses others and the worker does not send to them (class ssrf)"},
+     "Only https:// target URLs: the API refuses others and the worker does not send to them "
+     "(class ssrf)"},
     {"HOOKD_ALLOW_PRIVATE_TARGETS", CFG_BOOL, "false", 0, 0, NULL, HOOKD_SVC_ALL,
      OFF(allow_private_targets),
      "Allow targets resolving to loopback, private, link-local, CGNAT or metadata addresses"},
+    {"HOOKD_PROBE_ADDR", CFG_ADDR, "", 0, 0, NULL, HOOKD_SVC_ALL, OFF(probe_addr),
+     "Also answer /healthz and /readyz here, on a thread of their own: probes never wait behind "
+     "API requests or a busy event loop (empty: only on the service's HTTP address)"},
     /* ingest */
     {"HOOKD_HTTP_ADDR", CFG_ADDR, "0.0.0.0:8080", 0, 0, NULL, HOOKD_SVC_INGEST, OFF(http_addr),
      "Listen address of the ingest HTTP API, health and metrics"},
     {"HOOKD_INGEST_TOPICS", CFG_STR, "hookd.events", 0, 0, NULL, HOOKD_SVC_INGEST,
      OFF(ingest_topics), "Event topics: comma separated list, or one regex starting with ^"},
-    {"HOOKD_INGEST_GROUP", CFG_STR, "hookd-ingest", 0, 0, NULL, HOOKD_SVC_INGEST,
-     OFF(ingest_group), "Consumer group of hookd-ingest"},
+    {"HOOKD_INGEST_GROUP", CFG_STR, "hookd-ingest", 0, 0, NULL, HOOKD_SVC_INGEST, OFF(ingest_group),
+     "Consumer group of hookd-ingest"},
     {"HOOKD_DLQ_TOPIC", CFG_STR, "hookd.events.dlq", 0, 0, NULL, HOOKD_SVC_INGEST, OFF(dlq_topic),
      "Dead-letter topic for rejected events"},
     {"HOOKD_AUTO_MIGRATE", CFG_BOOL, "true", 0, 0, NULL, HOOKD_SVC_INGEST, OFF(auto_migrate),
@@ -57,14 +61,13 @@ const hookd_config_var_t hookd_config_vars[] = {
      OFF(max_pending_jobs), "Jobs awaiting broker acknowledgement before consumption pauses"},
     {"HOOKD_API_MAX_BODY_BYTES", CFG_INT, "65536", 1024, 1048576, NULL, HOOKD_SVC_INGEST,
      OFF(api_max_body_bytes), "Largest API request body; larger ones get 413"},
-    {"HOOKD_MATCHER_RELOAD_S", CFG_INT, "300", 0, 86400, NULL, HOOKD_SVC_ALL,
-     OFF(matcher_reload_s),
+    {"HOOKD_MATCHER_RELOAD_S", CFG_INT, "300", 0, 86400, NULL, HOOKD_SVC_ALL, OFF(matcher_reload_s),
      "Full reload of the subscription cache every N seconds besides LISTEN/NOTIFY (0 = never)"},
     /* worker */
     {"HOOKD_WORKER_HTTP_ADDR", CFG_ADDR, "0.0.0.0:8090", 0, 0, NULL, HOOKD_SVC_WORKER,
      OFF(worker_http_addr), "Listen address of the worker's health and metrics"},
-    {"HOOKD_WORKER_GROUP", CFG_STR, "hookd-worker", 0, 0, NULL, HOOKD_SVC_WORKER,
-     OFF(worker_group), "Consumer group of hookd-worker"},
+    {"HOOKD_WORKER_GROUP", CFG_STR, "hookd-worker", 0, 0, NULL, HOOKD_SVC_WORKER, OFF(worker_group),
+     "Consumer group of hookd-worker"},
     {"HOOKD_HTTP_TIMEOUT_MS", CFG_INT, "10000", 100, 300000, NULL, HOOKD_SVC_WORKER,
      OFF(http_timeout_ms), "Total time allowed for one delivery request"},
     {"HOOKD_CONNECT_TIMEOUT_MS", CFG_INT, "5000", 100, 300000, NULL, HOOKD_SVC_WORKER,
@@ -82,12 +85,12 @@ const hookd_config_var_t hookd_config_vars[] = {
      OFF(batch_max_bytes), "Largest batched request body"},
     {"HOOKD_RETRY_SCHEDULE", CFG_SCHEDULE, "5s,30s,2m,10m,1h", 0, 0, NULL, HOOKD_SVC_WORKER,
      OFF(retry_schedule), "Delays before each retry; after the last the job is failed"},
-    {"HOOKD_RETRY_JITTER_PCT", CFG_INT, "20", 0, 100, NULL, HOOKD_SVC_WORKER,
-     OFF(retry_jitter_pct), "Random +/- percentage applied to each retry delay"},
+    {"HOOKD_RETRY_JITTER_PCT", CFG_INT, "20", 0, 100, NULL, HOOKD_SVC_WORKER, OFF(retry_jitter_pct),
+     "Random +/- percentage applied to each retry delay"},
     {"HOOKD_GREYLIST_THRESHOLD", CFG_INT, "3", 1, 1000, NULL, HOOKD_SVC_WORKER,
      OFF(greylist_threshold), "Consecutive failures that grey-list an endpoint"},
-    {"HOOKD_GREYLIST_BASE_S", CFG_INT, "60", 1, 86400, NULL, HOOKD_SVC_WORKER,
-     OFF(greylist_base_s), "First grey-list period; doubles on each further failure"},
+    {"HOOKD_GREYLIST_BASE_S", CFG_INT, "60", 1, 86400, NULL, HOOKD_SVC_WORKER, OFF(greylist_base_s),
+     "First grey-list period; doubles on each further failure"},
     {"HOOKD_GREYLIST_MAX_S", CFG_INT, "86400", 1, 30 * 86400, NULL, HOOKD_SVC_WORKER,
      OFF(greylist_max_s), "Longest grey-list period"},
     {"HOOKD_PARK_RETENTION_H", CFG_INT, "72", 1, 24 * 365, NULL, HOOKD_SVC_WORKER,
@@ -290,7 +293,8 @@ static int set_var(hookd_config_t *cfg, const hookd_config_var_t *v, const char 
     case CFG_ADDR: {
         char host[256];
         int port;
-        if (hookd_config_parse_addr(value, host, sizeof(host), &port) < 0) {
+        bool optional_unset = !value[0] && !v->def[0]; /* an address that may stay unset */
+        if (!optional_unset && hookd_config_parse_addr(value, host, sizeof(host), &port) < 0) {
             snprintf(err, err_size, "invalid %s=%s%s: expected host:port", label, value, suffix);
             return -1;
         }

@@ -4,14 +4,18 @@
 #include "hookd/json.h"
 #include "hookd/log.h"
 #include "hookd/metrics.h"
+#include "hookd/util.h"
 
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
 #include <netinet/in.h>
-#include <sys/socket.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #define HTTPD_MAX_ROUTES 64
 
@@ -343,4 +347,116 @@ void httpd_add_standard_routes(httpd_t *h, httpd_ready_fn ready, void *ud)
     httpd_route(h, "GET", "/healthz", on_healthz, h);
     httpd_route(h, "GET", "/readyz", on_readyz, h);
     httpd_route(h, "GET", "/metrics", on_metrics, h);
+}
+
+/* ---------------------------------------------------------------- probes */
+
+#define PROBE_BEAT_MS 1000 /* the service's loop stamps the time this often */
+
+struct httpd_probe {
+    struct event_base *base;
+    httpd_t *h;
+    int stop_fd[2];
+    struct event *stop_ev;
+    struct event *beat_ev; /* on the service's loop */
+    _Atomic int64_t beat_ms;
+    int64_t silent_ms;
+    pthread_t thread;
+};
+
+static void on_beat(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    httpd_probe_t *p = arg;
+    atomic_store(&p->beat_ms, hookd_mono_ms());
+}
+
+/* The probe address's /healthz: the process answers, and the service's own
+ * loop has turned within silent_ms, so a wedged loop still fails the
+ * liveness probe. */
+static void on_probe_healthz(http_req_t *r, void *ud)
+{
+    httpd_probe_t *p = ud;
+    int64_t silent = hookd_mono_ms() - atomic_load(&p->beat_ms);
+    if (silent > p->silent_ms) {
+        char body[128];
+        snprintf(body, sizeof(body), "{\"status\":\"stalled\",\"loop_silent_ms\":%lld}",
+                 (long long)silent);
+        http_reply_json(r, 503, body);
+        return;
+    }
+    on_healthz(r, NULL);
+}
+
+static void on_probe_stop(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    event_base_loopbreak(arg);
+}
+
+static void *probe_run(void *arg)
+{
+    httpd_probe_t *p = arg;
+    event_base_dispatch(p->base);
+    return NULL;
+}
+
+static void probe_free(httpd_probe_t *p)
+{
+    if (p->beat_ev) event_free(p->beat_ev);
+    if (p->stop_ev) event_free(p->stop_ev);
+    httpd_free(p->h);
+    if (p->base) event_base_free(p->base);
+    for (int i = 0; i < 2; i++)
+        if (p->stop_fd[i] >= 0) close(p->stop_fd[i]);
+    free(p);
+}
+
+httpd_probe_t *httpd_probe_start(struct event_base *service_base, const char *addr,
+                                 int64_t silent_ms, httpd_ready_fn ready, void *ud, char *err,
+                                 size_t err_size)
+{
+    httpd_probe_t *p = calloc(1, sizeof(*p));
+    if (!p) abort();
+    p->silent_ms = silent_ms;
+    p->stop_fd[0] = p->stop_fd[1] = -1;
+    atomic_store(&p->beat_ms, hookd_mono_ms());
+    int64_t beat_ms = silent_ms / 4 < PROBE_BEAT_MS ? silent_ms / 4 : PROBE_BEAT_MS;
+    struct timeval beat = {(time_t)(beat_ms / 1000), (suseconds_t)(beat_ms % 1000) * 1000};
+    if (!(p->base = event_base_new())) {
+        snprintf(err, err_size, "event_base_new failed");
+        goto fail;
+    }
+    if (!(p->h = httpd_new(p->base, addr, 1024, err, err_size))) goto fail;
+    p->h->ready = ready;
+    p->h->ready_ud = ud;
+    httpd_route(p->h, "GET", "/healthz", on_probe_healthz, p);
+    httpd_route(p->h, "GET", "/readyz", on_readyz, p->h);
+    if (!(p->beat_ev = event_new(service_base, -1, EV_PERSIST, on_beat, p)) ||
+        event_add(p->beat_ev, &beat) < 0 || pipe(p->stop_fd) < 0 ||
+        !(p->stop_ev = event_new(p->base, p->stop_fd[0], EV_READ, on_probe_stop, p->base)) ||
+        event_add(p->stop_ev, NULL) < 0 || pthread_create(&p->thread, NULL, probe_run, p) != 0) {
+        snprintf(err, err_size, "cannot start the probe thread");
+        goto fail;
+    }
+    return p;
+fail:
+    probe_free(p);
+    return NULL;
+}
+
+int httpd_probe_port(const httpd_probe_t *p)
+{
+    return httpd_port(p->h);
+}
+
+void httpd_probe_stop(httpd_probe_t *p)
+{
+    if (!p) return;
+    char c = 1;
+    if (write(p->stop_fd[1], &c, 1) != 1) abort(); /* a fresh pipe takes one byte */
+    pthread_join(p->thread, NULL);
+    probe_free(p);
 }

@@ -216,3 +216,23 @@ void hookd_signals_free(hookd_signals_t *s)
     if (s->ev) event_free(s->ev);
     free(s);
 }
+
+/* Longer than any wait a service's loop allows itself (API statements 5 s,
+ * name lookups 3 s): past it, the probe address's /healthz fails. */
+#define PROBE_LOOP_SILENT_MS 30000
+
+int hookd_service_probes(const hookd_config_t *cfg, struct event_base *base, health_t *health,
+                         httpd_probe_t **out)
+{
+    char err[256];
+    *out = NULL;
+    if (!cfg->probe_addr[0]) return 0;
+    *out = httpd_probe_start(base, cfg->probe_addr, PROBE_LOOP_SILENT_MS, health_ready, health, err,
+                             sizeof(err));
+    if (!*out) {
+        log_error("probe_listen_failed addr=%s error=\"%s\"", cfg->probe_addr, err);
+        return -1;
+    }
+    log_info("probes_listening addr=%s port=%d", cfg->probe_addr, httpd_probe_port(*out));
+    return 0;
+}

@@ -131,6 +131,7 @@ int main(int argc, char **argv)
     char err[512];
     int rc = 1;
     hookd_signals_t *sig = NULL;
+    httpd_probe_t *probes = NULL;
     memset(&ing, 0, sizeof(ing));
 
     int early = hookd_service_setup("hookd-ingest", HOOKD_SVC_INGEST, argc, argv, cli_opts,
@@ -202,11 +203,13 @@ int main(int argc, char **argv)
     httpd_add_standard_routes(ing.httpd, health_ready, ing.health);
     if (api_register(&ing) < 0) goto out;
     log_info("listening addr=%s port=%d", ing.cfg.http_addr, httpd_port(ing.httpd));
+    if (hookd_service_probes(&ing.cfg, ing.base, ing.health, &probes) < 0) goto out;
 
     if (event_base_dispatch(ing.base) < 0) goto out;
     log_info("stopped");
     rc = pipeline_failed(ing.pipeline) ? 1 : 0;
 out:
+    httpd_probe_stop(probes);
     httpd_free(ing.httpd);
     api_free(&ing);
     pipeline_stop(ing.pipeline);

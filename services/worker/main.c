@@ -139,6 +139,7 @@ int main(int argc, char **argv)
     char err[512];
     int rc = 1;
     hookd_signals_t *sig = NULL;
+    httpd_probe_t *probes = NULL;
     memset(&w, 0, sizeof(w));
     run.w = &w;
     /* the threads (store, feeds, librdkafka) would each get a malloc arena
@@ -239,12 +240,14 @@ int main(int argc, char **argv)
     httpd_add_standard_routes(w.httpd, health_ready, w.health);
     log_info("listening addr=%s port=%d instance=%s", w.cfg.worker_http_addr,
              httpd_port(w.httpd), w.instance_id);
+    if (hookd_service_probes(&w.cfg, w.base, w.health, &probes) < 0) goto out;
 
     /* (a signal that came during start-up calls on_stop on the first turn) */
     if (event_base_dispatch(w.base) < 0) goto out;
     rc = 0;
 out:
     /* stop serving and checking first: they look at the consumer and metrics */
+    httpd_probe_stop(probes);
     httpd_free(w.httpd);
     health_stop(w.health);
     if (run.ready_ev) event_free(run.ready_ev);

@@ -45,7 +45,8 @@ def test_docker_compose_is_valid():
         svc = services[name]
         check_env_names(svc["environment"], f"compose {name}")
         assert any(str(port) in str(p) for p in svc["ports"])
-        assert f"127.0.0.1:{port}/readyz" in " ".join(svc["healthcheck"]["test"])
+        assert svc["environment"]["HOOKD_PROBE_ADDR"] == f"0.0.0.0:{port + 1}"
+        assert f"127.0.0.1:{port + 1}/readyz" in " ".join(svc["healthcheck"]["test"])
         assert svc["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert services["ingest"]["environment"]["HOOKD_AUTO_MIGRATE"] == "false"
 
@@ -91,8 +92,12 @@ def test_deployments_probes_ports_env_and_security():
         assert env[addr_var] == f"0.0.0.0:{port}"
         assert {r["configMapRef"]["name"] for r in c["envFrom"] if "configMapRef" in r} == {"hookd-config"}
         assert {r["secretRef"]["name"] for r in c["envFrom"] if "secretRef" in r} == {"hookd-secrets"}
-        assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
-        assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        # probes go to HOOKD_PROBE_ADDR (a thread of its own), declared as port 'probe'
+        assert env["HOOKD_PROBE_ADDR"] == f"0.0.0.0:{port + 1}"
+        assert {"name": "probe", "containerPort": port + 1} in c["ports"]
+        for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz"),
+                            ("startupProbe", "/healthz")):
+            assert c[probe]["httpGet"] == {"path": path, "port": "probe"}, (name, probe)
         for kind in ("requests", "limits"):
             assert {"cpu", "memory"} <= set(c["resources"][kind])
         ann = pod["metadata"]["annotations"]

@@ -10,6 +10,10 @@ import signal
 import subprocess
 import threading
 
+import psycopg2
+import pytest
+from api_helpers import ApiEnv
+
 from harness import (BUILD_DIR, INGEST_BIN, SOURCE_DIR, WORKER_BIN, http_json, http_request,
                      free_port, parse_metrics, service_env, wait_for)
 
@@ -33,6 +37,46 @@ def test_services_start_ready_and_stop(services):
     for svc in (ingest, worker):
         assert svc.stop(signal.SIGTERM) == 0, svc.logs()[-2000:]
         assert any(r.get("msg") == "stopped" for r in svc.log_records())
+
+
+def test_probe_address_answers_while_the_api_waits(services, db):
+    """HOOKD_PROBE_ADDR answers /healthz and /readyz on a thread of its own:
+    while an API request waits for PostgreSQL (a table lock here) the
+    service's own address cannot answer, the probe address does at once.
+    It serves nothing else. The worker has one too."""
+    pport = free_port()
+    env = ApiEnv(services, db, HOOKD_PROBE_ADDR=f"127.0.0.1:{pport}")
+    probe = f"http://127.0.0.1:{pport}"
+    client = env.client("account:acct_probe")
+    locker = psycopg2.connect(db.url)
+    try:
+        locker.cursor().execute("LOCK TABLE subscriptions IN ACCESS EXCLUSIVE MODE")
+        created = {}
+        t = threading.Thread(target=lambda: created.update(
+            answer=client.post("/v1/webhooks", {"event_types": ["*"], "target_url": "http://127.0.0.1:9/x"})))
+        t.start()
+        wait_for(lambda: db.scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                                   "'hookd-ingest' AND wait_event_type = 'Lock'") == 1,
+                 message="the API request to wait for the lock")
+        assert http_json("GET", probe + "/healthz", timeout=2)[0] == 200
+        status, body = http_json("GET", probe + "/readyz", timeout=2)
+        assert status == 200 and body["checks"]["postgres"] == "ok", body
+        with pytest.raises(OSError):  # the service's loop is inside the API request
+            http_request("GET", env.ingest.url("/healthz"), timeout=0.5)
+        assert t.is_alive()
+    finally:
+        locker.rollback()
+        locker.close()
+    t.join(timeout=10)
+    assert created["answer"][0] == 201, created
+    assert http_json("GET", env.ingest.url("/healthz"))[0] == 200
+    assert http_request("GET", probe + "/metrics", timeout=2)[0] == 404
+    assert http_request("POST", probe + "/v1/webhooks", body={}, timeout=2)[0] == 404
+
+    wport = free_port()
+    services("worker", HOOKD_PROBE_ADDR=f"[::1]:{wport}")
+    status, body = http_json("GET", f"http://[::1]:{wport}/readyz", timeout=2)
+    assert status == 200 and body["checks"]["store"] == "ok", body
 
 
 def test_sigint_also_stops_cleanly(services):
@@ -83,6 +127,7 @@ def test_bad_config_exits_2_with_one_line():
         (WORKER_BIN, {"HOOKD_GREYLIST_BASE_S": "0"}, [], "HOOKD_GREYLIST_BASE_S=0"),
         (WORKER_BIN, {"HOOKD_DELIVERY_LOG": "some"}, [], "HOOKD_DELIVERY_LOG=some"),
         (INGEST_BIN, {"HOOKD_HTTP_ADDR": "nowhere"}, [], "HOOKD_HTTP_ADDR=nowhere"),
+        (WORKER_BIN, {"HOOKD_PROBE_ADDR": "nowhere"}, [], "HOOKD_PROBE_ADDR=nowhere"),
         (INGEST_BIN, {}, ["--max-event-bytes=1"], "--max-event-bytes=1 (HOOKD_MAX_EVENT_BYTES)"),
         (INGEST_BIN, {}, ["--frobnicate"], "--frobnicate"),
         (WORKER_BIN, {"HOOKD_RETRY_SCHEDULE": "soon"}, [], "HOOKD_RETRY_SCHEDULE=soon"),

@@ -48,6 +48,7 @@ typedef struct hookd_config {
     bool allow_private_targets;
     /* ingest */
     char *http_addr;
+    char *probe_addr; /* "" = none */
     char *ingest_topics;
     char *ingest_group;
     char *dlq_topic;

@@ -10,6 +10,7 @@
 #include <event2/http.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define HTTPD_MAX_PARAMS 4
 
@@ -50,6 +51,21 @@ typedef bool (*httpd_ready_fn)(strbuf_t *checks, void *ud);
 /* Adds GET /healthz, GET /readyz (200 or 503 with the checks) and
  * GET /metrics (Prometheus text). */
 void httpd_add_standard_routes(httpd_t *h, httpd_ready_fn ready, void *ud);
+
+/* GET /healthz and /readyz on 'addr' with an event loop and a thread of
+ * their own, so that probes never wait behind the work of the service's
+ * own loop 'service_base' (HOOKD_PROBE_ADDR). /readyz is as above ('ready'
+ * is called on the probe thread: it must be thread-safe); /healthz also
+ * fails (503) once 'service_base' has not turned for 'silent_ms', so a
+ * wedged loop is still caught. Call from the thread of 'service_base'.
+ * Returns NULL with 'err' on failure. */
+typedef struct httpd_probe httpd_probe_t;
+httpd_probe_t *httpd_probe_start(struct event_base *service_base, const char *addr,
+                                 int64_t silent_ms, httpd_ready_fn ready, void *ud, char *err,
+                                 size_t err_size);
+int httpd_probe_port(const httpd_probe_t *p);
+/* Stops the thread and frees everything (NULL is fine). */
+void httpd_probe_stop(httpd_probe_t *p);
 
 /* Replies; each request gets exactly one reply. 'body' is copied. */
 void http_reply(http_req_t *r, int status, const char *content_type, const char *body,

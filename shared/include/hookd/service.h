@@ -5,6 +5,8 @@
 #define HOOKD_SERVICE_H
 
 #include "hookd/config.h"
+#include "hookd/health.h"
+#include "hookd/httpd.h"
 
 #include <event2/event.h>
 #include <stdbool.h>
@@ -23,6 +25,12 @@ void hookd_service_print_version(const char *name);
  * even before the event loop runs: start-up waits poll it. Async-signal
  * safe to read. */
 bool hookd_shutdown_requested(void);
+
+/* HOOKD_PROBE_ADDR: starts the probe listener (httpd_probe_start) for the
+ * loop 'base', with 'health' for /readyz, into *out (NULL when the variable
+ * is empty). Returns 0, or -1 after logging why it cannot listen. */
+int hookd_service_probes(const hookd_config_t *cfg, struct event_base *base, health_t *health,
+                         httpd_probe_t **out);
 
 typedef struct hookd_signals hookd_signals_t;
 
