@@ -222,6 +222,7 @@ static int lookup(const char *host, const char *port, int timeout_ms, struct add
                   bool *timed_out)
 {
     *timed_out = false;
+    if (strlen(host) >= sizeof(((lookup_t *)0)->host)) return EAI_NONAME; /* DNS names: 253 */
     lookup_t *l = calloc(1, sizeof(*l));
     if (!l) abort();
     snprintf(l->host, sizeof(l->host), "%s", host);

@@ -106,6 +106,11 @@ static void test_resolve_literals(void **state)
     assert_int_equal(target_resolve("127.0.0.1", 80, true, 2000, out, 4, err, sizeof(err)), 1);
     assert_int_equal(target_resolve("::1", 80, false, 2000, out, 4, err, sizeof(err)), -1);
     assert_int_equal(target_resolve("localhost", 80, false, 2000, out, 4, err, sizeof(err)), -1);
+    char long_name[300];
+    memset(long_name, 'a', sizeof(long_name) - 1);
+    long_name[sizeof(long_name) - 1] = '\0';
+    assert_int_equal(target_resolve(long_name, 80, true, 2000, out, 4, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "cannot resolve host aaa"));
 }
 
 /* A lookup still running at the deadline is refused as not resolving and
