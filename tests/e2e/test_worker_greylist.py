@@ -234,3 +234,53 @@ def test_a_new_worker_drains_many_endpoints_within_its_memory_bound(db, kafka, s
     for i in range(200):
         assert per_endpoint["/d/%d" % i] == ["evt_%05d" % n for n in range(i, 12000, 200)]
     assert db.scalar("SELECT count(*) FROM parked_jobs") == 0
+
+
+def test_a_job_parked_meanwhile_elsewhere_is_not_an_error(db, kafka, services, receiver):
+    """Newly parked jobs go in with COPY, which has no ON CONFLICT: when
+    another replica parked the same job between this worker's lookup and
+    its write (a partition moved), the round runs again upserting, and
+    nothing fails. The job stays parked once and is delivered once."""
+    import psycopg2
+    db.migrate()
+    sub = insert_subscription(db, receiver.url(), batch=False)
+    ep = sub["endpoint_id"]
+    receiver.status = 503
+    worker = start_worker(services, **dict(GREY, HOOKD_GREYLIST_BASE_S=3600, HOOKD_GREYLIST_MAX_S=3600,
+                                           HOOKD_RETRY_SCHEDULE="1h"))
+    failing = [make_job(sub, "evt_fail_%d" % i) for i in range(3)]
+    produce_jobs(kafka, failing)
+    wait_for(lambda: endpoint_row(db, ep)["greylisted_until"] is not None, timeout=20,
+             message="the endpoint to be grey-listed")
+    wait_for(lambda: db.scalar("SELECT count(*) FROM parked_jobs") == 3, timeout=10,
+             message="the failed jobs parked for a retry")
+
+    # the worker's park of the next job waits behind this lock; its dedup
+    # lookup (a read) does not
+    other = psycopg2.connect(db.url)
+    cur = other.cursor()
+    cur.execute("LOCK TABLE parked_jobs IN SHARE ROW EXCLUSIVE MODE")
+    job = make_job(sub, "evt_twice")
+    produce_jobs(kafka, [job])
+    wait_for(lambda: db.scalar("SELECT count(*) FROM pg_locks WHERE NOT granted"
+                               " AND relation = 'parked_jobs'::regclass") >= 1, timeout=20,
+             message="the worker's park to wait for the lock")
+    # "another replica" parks the same job first
+    cur.execute("INSERT INTO parked_jobs (job_id, endpoint_id, subscription_id, reason, job, expires_at,"
+                " last_error) VALUES (%s, %s, %s, 'greylist', %s, now() + interval '1 hour', 'elsewhere')",
+                (job["id"], ep, sub["id"], encode(job).decode()))
+    other.commit()
+    other.close()
+    wait_for(lambda: db.scalar("SELECT count(*) FROM parked_jobs WHERE job_id = %s"
+                               " AND last_error IS NULL", (job["id"],)) == 1, timeout=20,
+             message="the worker's upsert of the job")
+    assert metric(worker.metrics(), "hookd_store_errors_total") == 0
+    assert db.scalar("SELECT count(*) FROM parked_jobs") == 4
+
+    receiver.status = 204
+    assert db.scalar("SELECT hookd_release_endpoint(%s)", (receiver.url(),)) == 1
+    wait_finished(db, [job["id"]] + [j["id"] for j in failing], "delivered", timeout=30)
+    ids = [r["headers"]["webhook-id"] for r in receiver.snapshot()]
+    assert ids.count(job["id"]) == 1
+    assert [ids.count(j["id"]) for j in failing] == [2, 2, 2]  # failed, then after the release
+    assert metric(worker.metrics(), "hookd_store_errors_total") == 0
