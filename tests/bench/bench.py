@@ -94,6 +94,26 @@ class Receiver:
         return sorted(int(x) / 1000 for x in self.latency_file.read_text().split())
 
 
+def tree_cpu_s(pid):
+    """CPU seconds (user + system) of process 'pid' and its children, live
+    or ended (for PostgreSQL: the postmaster and every backend, also those
+    of connections closed meanwhile, which the postmaster has reaped)."""
+    ticks = 0
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(p) == pid:  # its own and its reaped children's
+            ticks += sum(int(x) for x in fields[11:15])
+        elif int(fields[1]) == pid:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(sorted_values, p):
     if not sorted_values:
         return float("nan")
@@ -194,6 +214,12 @@ class Bench:
             return ""
         return f"; median of {len(values)} runs ({min(values):,.0f}–{max(values):,.0f})"
 
+    @staticmethod
+    def pg_note(values):
+        """The PostgreSQL CPU per job of a delivery row (median of its runs):
+        dedup lookups and the worker's writes, on the same 2 cores."""
+        return f"PostgreSQL {statistics.median(values):.1f} µs CPU per job"
+
     def subscriptions(self, owner_prefix, n, url_for, batch, body_format="standard"):
         """n subscriptions for accounts <prefix>0..n-1, one each; returns targets file."""
         rows = self.db.query(
@@ -271,7 +297,8 @@ class Bench:
         return kv(out, "rps")
 
     def deliver(self, topic, targets, jobs, receiver, expect_requests=None, expect_jobs=None, **env):
-        """Produces 'jobs' jobs, starts a worker and measures until done."""
+        """Produces 'jobs' jobs, starts a worker and measures until done.
+        Returns (seconds, worker peak RSS in MiB, PostgreSQL CPU µs per job)."""
         self.produce(topic, jobs, mode="jobs", targets=targets)
         worker = self.service("worker", HOOKD_JOBS_TOPIC=topic, HOOKD_WORKER_GROUP=f"bench-{topic}", **env)
         t0 = None
@@ -281,6 +308,7 @@ class Bench:
             n = receiver.count()
             if n > 0 and t0 is None:
                 t0 = time.monotonic()
+                pg0 = tree_cpu_s(self.pg.proc.pid)
             if expect_requests is not None and n >= expect_requests:
                 done = True
             if expect_jobs is not None and self.metric(worker, "hookd_deliveries_total", outcome="success") >= expect_jobs:
@@ -290,10 +318,11 @@ class Bench:
             time.sleep(0.02 if expect_requests else 0.05)
         assert done, f"delivery on {topic} did not finish"
         secs = time.monotonic() - t0
+        pg_us = (tree_cpu_s(self.pg.proc.pid) - pg0) / jobs * 1e6
         rss = peak_rss_mib(worker.proc.pid)
         self.worker_cached = self.metric(worker, "hookd_worker_subscriptions")
         worker.stop()
-        return secs, rss
+        return secs, rss, pg_us
 
     def bench_delivery(self):
         s = self.s
@@ -306,21 +335,23 @@ class Bench:
                      f"plain libcurl multi, 1,000 URLs, 400-byte bodies (C=64: {raw64:.0f}, C=1000: {raw1k:.0f})"
                      f"{self.spread(v64 if raw64 >= raw1k else v1k)}")
 
-        rss, cached = [], []
+        rss, cached, pg = [], [], []
 
         def unbatched(i):
             recv = Receiver(self.work, f"unbatched{i}")
             targets, _ = self.subscriptions(f"u{i}_", 1000, f"http://127.0.0.1:{recv.port}/ep/", False)
-            secs, peak = self.deliver(f"bench.unbatched.{i}", targets, s["unbatched"], recv,
-                                      expect_requests=s["unbatched"], HOOKD_BATCH_WINDOW_MS=0)
+            secs, peak, pg_us = self.deliver(f"bench.unbatched.{i}", targets, s["unbatched"], recv,
+                                             expect_requests=s["unbatched"], HOOKD_BATCH_WINDOW_MS=0)
             recv.stop()
             rss.append(peak)
             cached.append(self.worker_cached)
+            pg.append(pg_us)
             return s["unbatched"] / secs
 
         self.unbatched_rate, values = self.repeated(unbatched)
         self.add_row("delivery unbatched", round(self.unbatched_rate), "deliveries/s",
-                     f"1,000 endpoints, {self.unbatched_rate / raw:.2f}× raw POST{self.spread(values)}")
+                     f"1,000 endpoints, {self.unbatched_rate / raw:.2f}× raw POST; {self.pg_note(pg)}"
+                     f"{self.spread(values)}")
         stored = self.db.scalar("SELECT count(*) FROM subscriptions")
         self.add_row("memory worker", round(max(rss), 1), "MiB peak RSS",
                      f"{s['unbatched']:,} jobs backlog, {int(max(cached)):,} of {stored:,} subscriptions "
@@ -328,21 +359,22 @@ class Bench:
 
         self.node_baseline()
 
-        per_request = []
+        per_request, pg = [], []
 
         def batched(i):
             recv = Receiver(self.work, f"batched{i}")
             targets, _ = self.subscriptions(f"b{i}_", 100, f"http://127.0.0.1:{recv.port}/ep/", True)
-            secs, _ = self.deliver(f"bench.batched.{i}", targets, s["batched"], recv, expect_jobs=s["batched"],
-                                   HOOKD_BATCH_WINDOW_MS=200, HOOKD_BATCH_MAX=100)
+            secs, _, pg_us = self.deliver(f"bench.batched.{i}", targets, s["batched"], recv,
+                                          expect_jobs=s["batched"], HOOKD_BATCH_WINDOW_MS=200, HOOKD_BATCH_MAX=100)
             per_request.append(s["batched"] / max(recv.count(), 1))
+            pg.append(pg_us)
             recv.stop()
             return s["batched"] / secs
 
         rate, values = self.repeated(batched)
         self.add_row("delivery batched", round(rate), "events/s",
                      f"100 endpoints, up to 100 per POST ({statistics.median(per_request):.0f} per request on "
-                     f"average){self.spread(values)}")
+                     f"average); {self.pg_note(pg)}{self.spread(values)}")
 
     def node_baseline(self):
         """The same kind of jobs, delivered by a Node consumer (kafkajs,
@@ -351,6 +383,7 @@ class Bench:
         one statement, the finished_jobs and delivery log rows hookd-worker
         writes per job."""
         s = self.s
+        pg = []
 
         def node(i):
             recv = Receiver(self.work, f"node{i}")
@@ -361,10 +394,12 @@ class Bench:
             subs_path.write_text(json.dumps({r["id"]: {"url": r["target_url"], "secret": r["secret"]}
                                              for r in subs}))
             self.produce(f"bench.node.{i}", s["node"], mode="jobs", targets=targets)
+            pg0 = tree_cpu_s(self.pg.proc.pid)
             out = run(["node", NODE_BASELINE, "--brokers", self.kafka.bootstrap, "--topic", f"bench.node.{i}",
                        "--group", f"bench-node-{i}", "--count", s["node"], "--subs", subs_path,
                        "--concurrency", 64, "--database", self.db.url],
                       timeout=900)
+            pg.append((tree_cpu_s(self.pg.proc.pid) - pg0) / s["node"] * 1e6)
             recv.stop()
             return kv(out, "rps")
 
@@ -372,10 +407,11 @@ class Bench:
         self.add_row("node baseline", round(rate), "deliveries/s",
                      f"kafkajs + undici + node-postgres, same jobs, 1,000 endpoints: dedup lookup, signed POST, "
                      f"finished_jobs + delivery log insert, commit per batch; hookd unbatched = "
-                     f"{self.unbatched_rate / rate:.1f}×{self.spread(values)}")
+                     f"{self.unbatched_rate / rate:.1f}×; {self.pg_note(pg)}{self.spread(values)}")
 
     def bench_isolation(self):
         s = self.s
+        pg = []
 
         def isolation(i):
             ok = Receiver(self.work, f"iso-ok{i}")
@@ -391,15 +427,17 @@ class Bench:
             path = self.work / f"targets-iso{i}.txt"
             path.write_text("".join(f"{r['id']} {r['endpoint_id']}\n" for r in rows))
             healthy_jobs = s["isolation"] // 2
-            secs, _ = self.deliver(f"bench.isolation.{i}", path, s["isolation"], ok, expect_requests=healthy_jobs,
-                                   HOOKD_BATCH_WINDOW_MS=0)
+            secs, _, pg_us = self.deliver(f"bench.isolation.{i}", path, s["isolation"], ok,
+                                          expect_requests=healthy_jobs, HOOKD_BATCH_WINDOW_MS=0)
+            pg.append(pg_us)
             ok.stop()
             dead.stop()
             return healthy_jobs / secs
 
         rate, values = self.repeated(isolation)
         self.add_row("isolation", round(rate), "healthy deliveries/s",
-                     f"500 of 1,000 endpoints hang; {rate / self.unbatched_rate:.2f}× all-healthy{self.spread(values)}")
+                     f"500 of 1,000 endpoints hang; {rate / self.unbatched_rate:.2f}× all-healthy; "
+                     f"{self.pg_note(pg)}{self.spread(values)}")
 
     def bench_latency(self):
         s = self.s
