@@ -728,13 +728,16 @@ static void round_error(PGconn *c, const PGresult *r, round_err_t *e)
 
 enum { PART_FINISHED, PART_LOGS, PART_PARKS, PARTS };
 
-static const char *const COPY_SQL[PARTS] = {
-    " COPY finished_jobs (job_id, state, subscription_id) FROM STDIN (FORMAT binary);",
+static const char COPY_FINISHED[] =
+    " COPY finished_jobs (job_id, state, subscription_id) FROM STDIN (FORMAT binary);";
+static const char COPY_LOGS[] =
     " COPY deliveries (job_id, webhook_id, subscription_id, endpoint_id, event_id, event_type,"
     " attempt, outcome, error_class, status_code, latency_ms, batch_size, response_excerpt, job,"
-    " job_ids) FROM STDIN (FORMAT binary);",
+    " job_ids) FROM STDIN (FORMAT binary);";
+static const char COPY_PARKS[] =
     " COPY parked_jobs (job_id, endpoint_id, subscription_id, reason, attempt, not_before, job,"
-    " last_error, expires_at) FROM STDIN (FORMAT binary);"};
+    " last_error, expires_at) FROM STDIN (FORMAT binary);";
+static const char *const COPY_SQL[PARTS] = {COPY_FINISHED, COPY_LOGS, COPY_PARKS};
 
 /* The transaction's start, now(), in microseconds since 2000-01-01 UTC
  * (a timestamptz's binary form): parked rows get now() + delay. */
