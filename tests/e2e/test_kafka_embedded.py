@@ -121,6 +121,13 @@ def group_consumer(bootstrap, group):
             "enable.auto.commit": False, "session.timeout.ms": 6000,
             "heartbeat.interval.ms": 500}
     conf.update(FAST_CONSUMER_CONFIG)
+    # librdkafka 2.0.2: a group leader waiting for metadata to compute the
+    # assignment rejoins instead when any other metadata answer comes first.
+    # The mock answers a rejoin after session.timeout.ms - 1 s, a multiple of
+    # the 1 s periodic refresh, so that refresh kept landing in the window
+    # and rejoin followed rejoin (5 s each, sometimes past the deadline).
+    # The default refresh interval (5 min) never does.
+    conf["topic.metadata.refresh.interval.ms"] = 300000
     return Consumer(conf)
 
 
