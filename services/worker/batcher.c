@@ -354,3 +354,8 @@ size_t batcher_queued(const batcher_t *b)
 {
     return b->queued;
 }
+
+bool batcher_waiting(const batcher_t *b)
+{
+    return b->ready_head != NULL;
+}

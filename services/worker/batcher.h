@@ -108,6 +108,8 @@ void batcher_gc(batcher_t *b, int64_t older_than_ms);
 size_t batcher_endpoints(const batcher_t *b);
 /* Jobs queued across all endpoints. */
 size_t batcher_queued(const batcher_t *b);
+/* Whether an endpoint has a request due that waits for a free slot. */
+bool batcher_waiting(const batcher_t *b);
 
 /* Whether the endpoint is due now (exposed for tests). */
 bool batcher_due(batcher_t *b, endpoint_t *ep, int64_t now_ms);

@@ -42,11 +42,14 @@
 #define PRESSURE_STALL_MS 100
 #define PRESSURE_CHECK_MS 50
 #define STALL_FACTOR 10
-/* ... and only once the other endpoints have shown they are answering:
- * since the endpoint's last progress, twice as many requests have
- * completed as the others have in flight. A loop that was busy or
- * descheduled, or a receiver that is slow for everybody, completes
- * nothing meanwhile, so it parks nobody. */
+/* Overdue requests - unanswered after STALL_MS, or STALL_FACTOR typical
+ * requests - may hold at most half of the request slots
+ * (HOOKD_MAX_INFLIGHT) while other endpoints wait for one: beyond that the
+ * oldest are given up as timeouts, so hanging endpoints cannot take every
+ * slot until HOOKD_HTTP_TIMEOUT_MS while healthy ones wait (their jobs are
+ * retried, and the failures grey-list them sooner). A request counts as
+ * overdue at two ticks in a row, so a loop that was busy reads the answers
+ * that came meanwhile first. */
 
 enum {
     TAG_LOOKUP = 1, /* dedup lookup of consumed jobs (jobs[]) */
@@ -71,6 +74,8 @@ typedef struct request {
     int n;
     bool probe;
     bool in_sender; /* the sender's done callback is still due */
+    bool overdue;   /* unanswered past the give-up age at the last tick */
+    int64_t sent_ms; /* monotonic time it was handed to the sender */
     strbuf_t body;
     char webhook_id[SIGN_JOB_ID_LEN + 1];
 } request_t;
@@ -621,6 +626,7 @@ static bool on_send(endpoint_t *ep, void *ud)
     d->unconfirmed++;
     d->http_inflight++;
     req->in_sender = true;
+    req->sent_ms = hookd_mono_ms();
     metric_set(d->m_inflight, d->http_inflight);
 
     int64_t now = hookd_now_ms();
@@ -856,8 +862,48 @@ void delivery_relieve(delivery_t *d)
     if (c.spilled) log_debug("memory_relieved jobs_parked=%d", c.spilled);
 }
 
+/* See STALL_MS above: gives up overdue requests while slots run out. */
+static void give_up_overdue(delivery_t *d, int64_t now)
+{
+    int64_t typical = (int64_t)(d->latency_ewma_ms * STALL_FACTOR);
+    int64_t age = typical > STALL_MS ? typical : STALL_MS;
+    bool short_of_slots = !slot_free(d) && batcher_waiting(d->b);
+    request_t **due = NULL; /* overdue at this tick and the last, newest first */
+    int n = 0, cap = 0, overdue = 0, given_up = 0;
+    for (request_t *req = d->requests; req; req = req->next) {
+        bool was = req->overdue;
+        req->overdue = short_of_slots && req->in_sender && now - req->sent_ms > age;
+        overdue += req->overdue;
+        if (!req->overdue || !was) continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            due = realloc(due, sizeof(*due) * (size_t)cap);
+            if (!due) abort();
+        }
+        due[n++] = req;
+    }
+    int excess = overdue - (int)d->w->cfg.max_inflight / 2;
+    if (excess > 0 && n > 0) {
+        char why[160];
+        snprintf(why, sizeof(why),
+                 "no answer after %lld ms while every request slot (HOOKD_MAX_INFLIGHT=%d) was "
+                 "taken",
+                 (long long)age, (int)d->w->cfg.max_inflight);
+        /* the oldest first; each one's on_sent runs now (a request lives on
+         * until its outcome is written, so the pointers stay valid while
+         * new requests start) */
+        for (int i = n - 1; i >= 0 && given_up < excess; i--)
+            if (sender_cancel(d->w->sender, due[i], why) == 0) given_up++;
+    }
+    free(due);
+    if (given_up)
+        log_warn("requests_given_up count=%d after_ms=%lld reason=request_slots_taken", given_up,
+                 (long long)age);
+}
+
 void delivery_tick(delivery_t *d)
 {
+    give_up_overdue(d, hookd_mono_ms());
     tick_ctx_t c = {d, NULL, NULL, 0, hookd_mono_ms()};
     batcher_each(d->b, tick_endpoint, &c);
     if (c.drain)

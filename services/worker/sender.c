@@ -425,10 +425,14 @@ static void busy_unlink(sender_t *s, req_t *r)
     r->prev = r->next = NULL;
 }
 
-static void complete(sender_t *s, req_t *r, CURLcode code)
+/* Hands a finished request to its 'done' and the slot back to the pool.
+ * 'given_up' (sender_cancel): the request did not finish, it is a timeout
+ * with that error. */
+static void complete(sender_t *s, req_t *r, CURLcode code, const char *given_up)
 {
     long status = 0;
-    if (curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK) status = 0;
+    if (given_up || curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK)
+        status = 0;
     CURLMcode mrc = curl_multi_remove_handle(r->shard->multi, r->easy);
     if (mrc != CURLM_OK) log_error("sender_remove_handle error=\"%s\"", curl_multi_strerror(mrc));
     busy_unlink(s, r);
@@ -436,12 +440,14 @@ static void complete(sender_t *s, req_t *r, CURLcode code)
     req_drop_headers(r);
 
     send_result_t res;
-    res.cls = send_classify(code, (int)status, r->refused);
+    res.cls = given_up ? SEND_TIMEOUT : send_classify(code, (int)status, r->refused);
     res.status = (int)status;
     res.latency_us = hookd_mono_us() - r->start_us;
     res.excerpt = r->excerpt;
     res.excerpt_len = r->excerpt_len;
-    if (code == CURLE_OK)
+    if (given_up)
+        res.error = given_up;
+    else if (code == CURLE_OK)
         res.error = "";
     else if (res.cls == SEND_SSRF)
         res.error = "refused by the private address rules (HOOKD_ALLOW_PRIVATE_TARGETS)";
@@ -472,7 +478,7 @@ static void dispatch(shard_t *sh)
         CURLcode code = m->data.result;
         char *priv = NULL;
         if (curl_easy_getinfo(easy, CURLINFO_PRIVATE, &priv) != CURLE_OK || !priv) continue;
-        complete(s, (req_t *)priv, code);
+        complete(s, (req_t *)priv, code, NULL);
     }
     s->dispatching--;
     if (s->free_pending && s->dispatching == 0) destroy(s);
@@ -610,6 +616,19 @@ refuse:
         s->free_reqs = r;
     }
     return -1;
+}
+
+int sender_cancel(sender_t *s, void *ctx, const char *why)
+{
+    req_t *r = s->busy;
+    while (r && !(r->ctx == ctx && r->done))
+        r = r->next;
+    if (!r || s->free_pending) return -1;
+    s->dispatching++; /* as in dispatch: sender_free from 'done' waits for the return */
+    complete(s, r, CURLE_OPERATION_TIMEDOUT, why && why[0] ? why : "given up");
+    s->dispatching--;
+    if (s->free_pending && s->dispatching == 0) destroy(s);
+    return 0;
 }
 
 int sender_inflight(const sender_t *s)

@@ -76,6 +76,12 @@ sender_t *sender_new(struct event_base *base, const sender_opts_t *opts);
 int sender_post(sender_t *s, const char *url, struct curl_slist *headers, const char *body,
                 size_t body_len, sender_done_fn done, void *ctx);
 
+/* Gives up the request in flight that was posted with 'ctx': its
+ * connection is closed and its 'done' runs now, before this returns, as a
+ * SEND_TIMEOUT with 'why' as the error. Not to be called from inside a
+ * 'done' callback. Returns -1 when no request of 'ctx' is in flight. */
+int sender_cancel(sender_t *s, void *ctx, const char *why);
+
 /* Requests currently in flight. */
 int sender_inflight(const sender_t *s);
 

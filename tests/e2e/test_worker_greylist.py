@@ -153,6 +153,40 @@ def test_hanging_endpoint_does_not_hold_up_a_healthy_one(db, kafka, services, re
     assert metric(worker.metrics(), "hookd_jobs_held") <= 17
 
 
+def test_hanging_endpoints_cannot_take_every_request_slot(db, kafka, services, receivers):
+    """More hanging endpoints than request slots: past the overdue age the
+    oldest hanging requests are given up as timeouts (never more than half
+    the slots stay with them), so the healthy endpoint is served long
+    before the 60 s HTTP timeout would have freed a slot."""
+    db.migrate()
+    healthy, dead = receivers(), receivers()
+    dead.mode = "hang"
+    good = insert_subscription(db, healthy.url(), batch=False)
+    bads = [insert_subscription(db, dead.url("/dead%d" % i), batch=False) for i in range(8)]
+    worker = start_worker(services, HOOKD_HTTP_TIMEOUT_MS=60000, HOOKD_MAX_INFLIGHT=4)
+    bad_jobs = [make_job(b, "evt_b%d" % i) for i, b in enumerate(bads)]
+    produce_jobs(kafka, bad_jobs)
+    wait_for(lambda: dead.count() >= 4, timeout=30, message="every slot taken by a hanging request")
+    good_jobs = [make_job(good, "evt_g%d" % i) for i in range(20)]
+    produce_jobs(kafka, good_jobs)
+    wait_finished(db, [j["id"] for j in good_jobs], "delivered", timeout=45)
+    assert [r["headers"]["webhook-id"] for r in healthy.snapshot()] == [j["id"] for j in good_jobs]
+    assert any(r.get("msg") == "requests_given_up" for r in worker.log_records())
+    # what was given up is a failed attempt of its job, which waits for its
+    # retry in PostgreSQL: nothing of the dead endpoints is lost
+    bad_ids = [j["id"] for j in bad_jobs]
+    wait_for(lambda: db.scalar("SELECT count(*) FROM parked_jobs WHERE job_id = ANY(%s::uuid[])",
+                               (bad_ids,)) == len(bad_ids),
+             timeout=30, message="the dead endpoints' jobs kept in parked_jobs")
+    assert not any(i in finished_states(db) for i in bad_ids)
+    given_up = db.query("SELECT last_error FROM parked_jobs WHERE reason = 'retry'")
+    assert given_up and all(r["last_error"].startswith("no answer after") and
+                            "HOOKD_MAX_INFLIGHT=4" in r["last_error"] for r in given_up)
+    assert db.scalar("SELECT count(*) FROM deliveries WHERE error_class = 'timeout'"
+                     " AND endpoint_id = ANY(%s)", ([b["endpoint_id"] for b in bads],)) >= 4
+    assert metric(worker.metrics(), "hookd_requests_in_flight") <= 4
+
+
 def test_stalled_endpoint_parks_its_queue_and_drains_it_in_order(db, kafka, services, receiver):
     db.migrate()
     sub = insert_subscription(db, receiver.url(), batch=False)

@@ -782,6 +782,34 @@ static void test_free_with_inflight(void **state)
     /* teardown's sender_free(NULL) is a no-op */
 }
 
+/* sender_cancel gives up one hanging request: its done runs at once as a
+ * timeout with the reason, its connection is closed, its slot is free for
+ * the next request; the other request and unknown contexts are untouched. */
+static void test_cancel(void **state)
+{
+    rec_t a = {0}, b = {0}, c = {0};
+    assert_int_equal(post("/hang", &a), 0);
+    assert_int_equal(post("/hang", &b), 0);
+    int n = 2;
+    assert_true(run_until(hung_reached, &n, 3000));
+    assert_int_equal(post("/", &c), -1); /* both slots taken */
+    assert_int_equal(sender_cancel(F->sender, &a, "slots taken"), 0);
+    assert_int_equal(a.calls, 1);
+    assert_int_equal(a.cls, SEND_TIMEOUT);
+    assert_int_equal(a.status, 0);
+    assert_string_equal(a.error, "slots taken");
+    assert_int_equal(b.calls, 0);
+    assert_int_equal(sender_inflight(F->sender), 1);
+    assert_int_equal(sender_cancel(F->sender, &a, "again"), -1); /* not in flight any more */
+    assert_int_equal(sender_cancel(F->sender, &c, "never posted"), -1);
+    assert_int_equal(post("/", &c), 0);
+    wait_calls(2, 3000);
+    assert_int_equal(c.cls, SEND_SUCCESS);
+    assert_int_equal(a.calls + b.calls, 1);
+    run_for(30); /* the server sees the given-up connection close */
+    assert_int_equal(F->srv.open, 2);
+}
+
 /* The server drops idle keep-alive connections (as on its keep-alive
  * timeout): the next request must still go through, on a new connection,
  * whether or not the loop saw the close first. */
@@ -934,6 +962,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_excerpt_truncated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ssrf_refused, setup_no_private, teardown),
         cmocka_unit_test_setup_teardown(test_max_inflight, setup_small, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel, setup_small, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_url, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connection_reuse, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
