@@ -108,7 +108,8 @@ struct delivery {
     bool stopping, abandoned;
     /* metrics */
     metric_t *m_consumed, *m_invalid, *m_duplicates, *m_cancelled, *m_retries, *m_parked,
-        *m_inflight, *m_held, *m_queued, *m_ops, *m_unconfirmed, *m_event_latency, *m_job_latency, *m_batch;
+        *m_given_up, *m_inflight, *m_held, *m_queued, *m_ops, *m_unconfirmed, *m_event_latency,
+        *m_job_latency, *m_batch;
     metric_t *m_deliveries[OC__COUNT][SEND__COUNT];
     metric_t *m_requests[SEND__COUNT];
     metric_t *m_duration[OC__COUNT];
@@ -896,6 +897,7 @@ static void give_up_overdue(delivery_t *d, int64_t now)
             if (sender_cancel(d->w->sender, due[i], why) == 0) given_up++;
     }
     free(due);
+    metric_add(d->m_given_up, given_up);
     if (given_up)
         log_warn("requests_given_up count=%d after_ms=%lld reason=request_slots_taken", given_up,
                  (long long)age);
@@ -1326,6 +1328,10 @@ delivery_t *delivery_new(worker_t *w)
                                   "reason=\"greylist\"");
     d->m_inflight = metrics_gauge("hookd_requests_in_flight", "Delivery requests in flight", NULL);
     d->m_held = metrics_gauge("hookd_jobs_held", "Jobs held in the worker's memory", NULL);
+    d->m_given_up = metrics_counter("hookd_requests_given_up_total",
+                                    "Requests given up before HOOKD_HTTP_TIMEOUT_MS because "
+                                    "unanswered ones held the request slots",
+                                    NULL);
     d->m_queued = metrics_gauge("hookd_jobs_queued",
                                 "Jobs waiting in endpoint queues (batch windows, busy endpoints)",
                                 NULL);

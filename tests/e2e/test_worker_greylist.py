@@ -171,7 +171,9 @@ def test_hanging_endpoints_cannot_take_every_request_slot(db, kafka, services, r
     produce_jobs(kafka, good_jobs)
     wait_finished(db, [j["id"] for j in good_jobs], "delivered", timeout=45)
     assert [r["headers"]["webhook-id"] for r in healthy.snapshot()] == [j["id"] for j in good_jobs]
-    assert any(r.get("msg") == "requests_given_up" for r in worker.log_records())
+    given = [r for r in worker.log_records() if r.get("msg") == "requests_given_up"]
+    assert given and metric(worker.metrics(), "hookd_requests_given_up_total") == \
+        sum(int(r["count"]) for r in given)
     # what was given up is a failed attempt of its job, which waits for its
     # retry in PostgreSQL: nothing of the dead endpoints is lost
     bad_ids = [j["id"] for j in bad_jobs]
