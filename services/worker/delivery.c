@@ -43,10 +43,10 @@
 #define PRESSURE_CHECK_MS 50
 #define STALL_FACTOR 10
 /* Overdue requests - unanswered after STALL_MS, or STALL_FACTOR typical
- * requests - may hold at most half of the request slots
- * (HOOKD_MAX_INFLIGHT) while other endpoints wait for one: beyond that the
- * oldest are given up as timeouts, so hanging endpoints cannot take every
- * slot until HOOKD_HTTP_TIMEOUT_MS while healthy ones wait (their jobs are
+ * requests - may hold at most half of the request slots (HOOKD_MAX_INFLIGHT,
+ * rounded up) while other endpoints wait for one: beyond that the oldest
+ * are given up as timeouts, so hanging endpoints cannot take every slot
+ * until HOOKD_HTTP_TIMEOUT_MS while healthy ones wait (their jobs are
  * retried, and the failures grey-list them sooner). A request counts as
  * overdue at two ticks in a row, so a loop that was busy reads the answers
  * that came meanwhile first. */
@@ -883,7 +883,7 @@ static void give_up_overdue(delivery_t *d, int64_t now)
         }
         due[n++] = req;
     }
-    int excess = overdue - (int)d->w->cfg.max_inflight / 2;
+    int excess = overdue - ((int)d->w->cfg.max_inflight + 1) / 2; /* half, rounded up */
     if (excess > 0 && n > 0) {
         char why[160];
         snprintf(why, sizeof(why),
