@@ -42,6 +42,11 @@
 #define PRESSURE_STALL_MS 100
 #define PRESSURE_CHECK_MS 50
 #define STALL_FACTOR 10
+/* ... and only once the other endpoints have shown they are answering:
+ * since the endpoint's last progress, twice as many requests have
+ * completed as the others have in flight. A loop that was busy or
+ * descheduled, or a receiver that is slow for everybody, completes
+ * nothing meanwhile, so it parks nobody. */
 /* Overdue requests - unanswered after STALL_MS, or STALL_FACTOR typical
  * requests - may hold at most half of the request slots (HOOKD_MAX_INFLIGHT,
  * rounded up) while other endpoints wait for one: beyond that the oldest
@@ -863,7 +868,8 @@ void delivery_relieve(delivery_t *d)
     if (c.spilled) log_debug("memory_relieved jobs_parked=%d", c.spilled);
 }
 
-/* See STALL_MS above: gives up overdue requests while slots run out. */
+/* Gives up the oldest overdue requests while slots run out (see "Overdue
+ * requests" above). */
 static void give_up_overdue(delivery_t *d, int64_t now)
 {
     int64_t typical = (int64_t)(d->latency_ewma_ms * STALL_FACTOR);
@@ -905,8 +911,9 @@ static void give_up_overdue(delivery_t *d, int64_t now)
 
 void delivery_tick(delivery_t *d)
 {
-    give_up_overdue(d, hookd_mono_ms());
-    tick_ctx_t c = {d, NULL, NULL, 0, hookd_mono_ms()};
+    int64_t now = hookd_mono_ms();
+    give_up_overdue(d, now);
+    tick_ctx_t c = {d, NULL, NULL, 0, now};
     batcher_each(d->b, tick_endpoint, &c);
     if (c.drain)
         submit(d, c.drain, TAG_DRAIN, c.epochs);
