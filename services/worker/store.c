@@ -697,13 +697,15 @@ typedef struct {
 static round_rows_t count_rows(const store_t *s, store_op_t **ops, int n)
 {
     round_rows_t c = {0, 0, 0, 0};
+    /* a safe round sends finished ids and log rows through SQL_HOT too */
+    int *finished = s->safe ? &c.hot : &c.finished, *logs = s->safe ? &c.hot : &c.logs;
     for (int k = 0; k < n; k++) {
         const store_op_t *op = ops[k];
         if (op->kind != STORE_OUTCOME) continue;
         for (int i = 0; i < op->n_rows; i++) {
             const store_row_t *r = &op->rows[i];
-            if (r->finish) (*(s->safe ? &c.hot : &c.finished))++;
-            if (log_group(op, i) > 0) (*(s->safe ? &c.hot : &c.logs))++;
+            if (r->finish) ++*finished;
+            if (log_group(op, i) > 0) ++*logs;
             if (park_copied(s, r))
                 c.parks++;
             else if (r->park_reason)
